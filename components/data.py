@@ -1,0 +1,31 @@
+"""Components of the data stage: point-in-time training set, then validation."""
+
+from kfp.dsl import HTML, Dataset, Input, Markdown, Output
+
+
+def build_training_set(config: str, training_set: Output[Dataset]) -> str:
+    """Join the loans with Feast features as of each loan's time; returns the data hash."""
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import build_training_set as step
+
+    info = step(config_from_json(config), Path(training_set.path))
+    training_set.metadata.update(
+        {"rows": info.rows, "data_hash": info.data_hash, "feature_service": info.feature_service}
+    )
+    return info.data_hash
+
+
+def validate_data(
+    config: str, training_set: Input[Dataset], report: Output[HTML], summary: Output[Markdown]
+) -> None:
+    """Great Expectations suite from the schema; fails the task (and the run) on bad data."""
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import validate_training_set
+
+    validate_training_set(
+        config_from_json(config), Path(training_set.path), Path(summary.path), Path(report.path)
+    )

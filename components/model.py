@@ -1,0 +1,82 @@
+"""Components of the model stage: train, evaluate against @champion, register, promote."""
+
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def train_model(
+    config: str, training_set: Input[Dataset], model: Output[Model], metrics: Output[Metrics]
+) -> str:
+    """Train the MLP (CUDA when present); returns the training summary as JSON."""
+    import json
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import train_model as step
+
+    summary = step(config_from_json(config), Path(training_set.path), Path(model.path))
+    for key, value in summary.items():
+        if isinstance(value, int | float):
+            metrics.log_metric(key, value)
+    model.metadata.update({"device": summary["device"], "framework": "pytorch", "format": "safetensors"})
+    return json.dumps(summary)
+
+
+def evaluate_model(
+    config: str,
+    training_set: Input[Dataset],
+    model: Input[Model],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    report: Output[Markdown],
+    evaluation: Output[Artifact],
+) -> bool:
+    """Score challenger and @champion on the same held-out rows; returns the gate's decision.
+
+    (A single return value: the local runner resolves ``dsl.If`` only on a task's ``Output``.)
+    """
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import evaluate_model as step
+
+    result = step(config_from_json(config), Path(training_set.path), Path(model.path))
+    for key, value in result.challenger.items():
+        metrics.log_metric(f"challenger_{key}", value)
+    for key, value in (result.champion or {}).items():
+        metrics.log_metric(f"champion_{key}", value)
+    classification.log_confusion_matrix(["repaid", "defaulted"], result.confusion)
+    Path(report.path).write_text(result.report)
+    Path(evaluation.path).write_text(result.to_json())
+    evaluation.metadata.update({"passed": result.passed, "reason": result.reason})
+    return result.passed
+
+
+def register_model(
+    config: str,
+    training_set: Input[Dataset],
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    training: str,
+    git_commit: str,
+    pipeline_run: str,
+) -> str:
+    """Log the MLflow run and register a version with lineage tags; returns the version."""
+    import json
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import Evaluation, register_model as step
+
+    lineage = {"git_commit": git_commit, "pipeline_run": pipeline_run}
+    return step(
+        config_from_json(config), Path(training_set.path), Path(model.path),
+        Evaluation.from_json(Path(evaluation.path).read_text()), json.loads(training), lineage,
+    )
+
+
+def promote_model(config: str, version: str, pipeline_run: str) -> str:
+    """Move @champion to ``version``; returns the version it replaced ("none" if first)."""
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import promote_model as step
+
+    return step(config_from_json(config), version, pipeline_run) or "none"

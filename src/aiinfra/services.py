@@ -1,0 +1,142 @@
+"""Long-running local services (MLflow server, BentoML server) as detached processes.
+
+Each service has a pid file and a log under ``<home>/run``; starting one that is already up
+and healthy is a no-op, so ``make run`` can be repeated.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from aiinfra.config import PROJECT_ROOT, PlatformConfig
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    health_url: str
+    run_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def mlflow_service(config: PlatformConfig) -> Service:
+    m = config.mlflow
+    store = config.mlflow_dir
+    command = [
+        _bin("mlflow"), "server", "--host", m.host, "--port", str(m.port),
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        # Proxied artifacts: clients upload through the server, never to its disk directly.
+        "--artifacts-destination", str(store / "artifacts"),
+        "--workers", "1",
+    ]
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return Service("mlflow", command, env, f"http://{m.host}:{m.port}/health", config.run_dir)
+
+
+def bentoml_service(config: PlatformConfig) -> Service:
+    s = config.serving
+    command = [
+        _bin("bentoml"), "serve", "serving.service:LoanScorer", "--working-dir", str(PROJECT_ROOT),
+        "--host", s.host, "--port", str(s.port),
+    ]
+    env = {
+        "AIINFRA_CONFIG_JSON": config.to_json(),
+        "BENTOML_HOME": str(config.home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    return Service("bentoml", command, env, f"http://{s.host}:{s.port}/livez", config.run_dir)
+
+
+def running_pid(service: Service) -> int | None:
+    try:
+        pid = int(service.pid_file.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_healthy(url: str, timeout: float) -> bool:
+    @retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.25), retry=retry_if_result(lambda ok: not ok))
+    def poll() -> bool:
+        return healthy(url)
+
+    try:
+        return poll()
+    except Exception:  # tenacity.RetryError once the deadline passes
+        return False
+
+
+def start(service: Service, timeout: float = 120) -> int:
+    """Start ``service`` detached (or reuse a healthy one) and wait until it answers."""
+    pid = running_pid(service)
+    if pid is not None and healthy(service.health_url):
+        return pid
+    if pid is not None:
+        stop(service)
+    service.run_dir.mkdir(parents=True, exist_ok=True)
+    with service.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            service.command,
+            env={**os.environ, **service.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the CLI that started it; stopped as a group
+        )
+    service.pid_file.write_text(str(process.pid))
+    if not wait_healthy(service.health_url, timeout):
+        stop(service)
+        tail = service.log_file.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{service.name} did not become healthy in {timeout:.0f}s; log tail:\n{tail}")
+    return process.pid
+
+
+def stop(service: Service, timeout: float = 20) -> bool:
+    """Stop the service's process group; True if something was running."""
+    pid = running_pid(service)
+    service.pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,170 @@
+"""The pipeline's steps as plain functions over files: what each KFP component calls.
+
+Each step reads its inputs from paths, writes its outputs to paths and returns the small
+values the pipeline wires onwards. They run the same in one process (benchmarks, tests) as in
+a Kubeflow task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aiinfra import evaluate, registry, schema, train, validation
+from aiinfra.config import PlatformConfig
+from aiinfra.model import LoanModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingSetInfo:
+    rows: int
+    data_hash: str
+    feature_service: str
+
+
+def build_training_set(config: PlatformConfig, output: Path) -> TrainingSetInfo:
+    """Point-in-time join of the loans (labels + request fields) with the Feast features."""
+    from aiinfra import feature_store  # Feast costs ~5 s to import: only where it is used
+
+    loans_path = config.data_dir / "loans.parquet"
+    if not loans_path.exists():
+        raise FileNotFoundError(f"no loans table at {loans_path}: run `aiinfra data generate` first")
+    loans = pd.read_parquet(loans_path)
+    missing = [c for c in (schema.LOAN_ID, *schema.ENTITY_KEYS, schema.EVENT_TIMESTAMP) if c not in loans]
+    if missing:
+        raise ValueError(f"{loans_path} lacks key columns: {', '.join(missing)}")
+    store = feature_store.open_store(config)
+    repo = feature_store.repo_objects(config)
+    feature_store.apply(store, repo)
+    joined = feature_store.historical_features(store, repo, loans)
+    known = [c for c in schema.TRAINING_COLUMNS if c in joined]
+    joined = joined[known + [c for c in joined.columns if c not in known]]
+    joined = joined.sort_values(schema.LOAN_ID).reset_index(drop=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    joined.to_parquet(output, index=False)
+    return TrainingSetInfo(len(joined), evaluate.frame_hash(joined), repo.service.name)
+
+
+def validate_training_set(
+    config: PlatformConfig, training_set: Path, markdown_out: Path, html_out: Path | None = None
+) -> validation.ValidationReport:
+    """Run the suite; write the report; raise DataValidationError if the data broke it."""
+    frame = pd.read_parquet(training_set)
+    report = validation.validate(frame, config.validation)
+    markdown_out.parent.mkdir(parents=True, exist_ok=True)
+    markdown_out.write_text(report.markdown())
+    if html_out is not None:
+        html_out.write_text(report.html())
+    log.info(report.summary())
+    if not report.success:
+        raise validation.DataValidationError(report)
+    return report
+
+
+def train_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> dict[str, Any]:
+    frame = pd.read_parquet(training_set)
+    train_part, _ = train.split_by_time(frame, config.training.eval_fraction)
+    result = train.train(train_part, config.training)
+    result.model.save(model_dir)
+    last = result.history[-1]
+    return {
+        "device": result.device,
+        "train_seconds": round(result.seconds, 3),
+        "samples_per_second": round(result.samples_per_second, 1),
+        "train_loss": last["train_loss"],
+        "val_loss": last["val_loss"],
+        "train_rows": len(train_part),
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    passed: bool
+    reason: str
+    metric: str
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    eval_hash: str
+    eval_rows: int
+    confusion: list[list[int]]
+    report: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, payload: str) -> Evaluation:
+        return cls(**json.loads(payload))
+
+
+def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> Evaluation:
+    """Score the new model and the current @champion on the same held-out rows; apply the gate."""
+    frame = pd.read_parquet(training_set)
+    _, eval_part = train.split_by_time(frame, config.training.eval_fraction)
+    challenger_model = LoanModel.load(model_dir)
+    challenger = evaluate.score(challenger_model, eval_part)
+    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    champion_version = registry.alias_version(uri, name, registry.CHAMPION)
+    champion = None
+    if champion_version is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            champion = evaluate.score(registry.load_version(uri, name, champion_version, Path(tmp)), eval_part)
+    decision = evaluate.decide(config.gate, challenger, champion)
+    eval_hash = evaluate.frame_hash(eval_part)
+    report = evaluate.gate_report(decision, challenger, champion, champion_version, eval_hash, len(eval_part))
+    return Evaluation(
+        decision.passed, decision.reason, decision.metric, challenger, champion, champion_version,
+        eval_hash, len(eval_part), evaluate.confusion(challenger_model, eval_part), report,
+    )
+
+
+def register_model(
+    config: PlatformConfig,
+    training_set: Path,
+    model_dir: Path,
+    evaluation: Evaluation,
+    training: dict[str, Any],
+    lineage: dict[str, str],
+) -> str:
+    """Log the run and register a version tagged with its lineage and its checks."""
+    frame = pd.read_parquet(training_set)
+    model = LoanModel.load(model_dir)
+    tags = {
+        **lineage,
+        "data_hash": evaluate.frame_hash(frame),
+        "eval_hash": evaluation.eval_hash,
+        "feature_service": config.features.feature_service,
+        "validation": "passed",  # this step only runs after validation passed
+        "gate": "passed" if evaluation.passed else "failed",
+        "gate_reason": evaluation.reason,
+        "gate_metric": evaluation.metric,
+        "champion_at_evaluation": evaluation.champion_version or "none",
+    }
+    params = {
+        **{f"training.{k}": v for k, v in config.training.model_dump().items()},
+        "data.rows": len(frame),
+        "device": training.get("device", "unknown"),
+    }
+    metrics = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
+    metrics.update({k: float(v) for k, v in training.items() if isinstance(v, int | float)})
+    registered = registry.log_and_register(
+        config.mlflow.tracking_uri, config.mlflow.experiment, config.mlflow.model_name, model,
+        frame, params, metrics, tags, {"gate.md": evaluation.report}, run_name=lineage.get("pipeline_run"),
+    )
+    return registered.version
+
+
+def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> str | None:
+    return registry.promote(
+        config.mlflow.tracking_uri, config.mlflow.model_name, version,
+        actor=f"pipeline:{pipeline_run}", reason="evaluation gate passed",
+    )
