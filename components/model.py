@@ -1,6 +1,15 @@
 """Components of the model stage: train, evaluate against @champion, register, promote."""
 
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
 
 
 def train_model(
@@ -17,7 +26,9 @@ def train_model(
     for key, value in summary.items():
         if isinstance(value, int | float):
             metrics.log_metric(key, value)
-    model.metadata.update({"device": summary["device"], "framework": "pytorch", "format": "safetensors"})
+    model.metadata.update(
+        {"device": summary["device"], "framework": "pytorch", "format": "safetensors"}
+    )
     return json.dumps(summary)
 
 
@@ -65,12 +76,17 @@ def register_model(
     from pathlib import Path
 
     from aiinfra.config import config_from_json
-    from aiinfra.steps import Evaluation, register_model as step
+    from aiinfra.steps import Evaluation
+    from aiinfra.steps import register_model as step
 
     lineage = {"git_commit": git_commit, "pipeline_run": pipeline_run}
     return step(
-        config_from_json(config), Path(training_set.path), Path(model.path),
-        Evaluation.from_json(Path(evaluation.path).read_text()), json.loads(training), lineage,
+        config_from_json(config),
+        Path(training_set.path),
+        Path(model.path),
+        Evaluation.from_json(Path(evaluation.path).read_text()),
+        json.loads(training),
+        lineage,
     )
 
 

@@ -25,11 +25,15 @@ class LocalRun:
 def git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-            text=True, check=True,
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -53,7 +57,9 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
     except RuntimeError as exc:
         raise PipelineFailed(_explain(config, before, exc)) from exc
     run_dirs = sorted(set(config.pipeline_root.iterdir()) - before)
-    return LocalRun(version=str(task.output), run_dir=run_dirs[-1] if run_dirs else config.pipeline_root)
+    return LocalRun(
+        version=str(task.output), run_dir=run_dirs[-1] if run_dirs else config.pipeline_root
+    )
 
 
 def _explain(config: PlatformConfig, before: set[Path], exc: Exception) -> str:
@@ -65,5 +71,6 @@ def _explain(config: PlatformConfig, before: set[Path], exc: Exception) -> str:
             first = summary.read_text().splitlines()
             detail = next((line for line in first if line.startswith("validation")), "")
             if "FAILED" in detail:
-                return f"run stopped at validate-data: {detail}\nreport: {run_dir / 'validate-data' / 'report'}"
+                report = run_dir / "validate-data" / "report"
+                return f"run stopped at validate-data: {detail}\nreport: {report}"
     return f"pipeline failed: {exc}"

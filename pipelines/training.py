@@ -1,6 +1,5 @@
 """The training pipeline: wiring only. What each step does lives in ``aiinfra.steps``."""
 
-
 from typing import Any
 
 from kfp import dsl

@@ -7,6 +7,7 @@ disk or the network beyond reading the YAML file: paths are derived, never creat
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Set while rebuilding a config a pipeline passed on: then the environment must not change it.
+_IGNORE_ENV: ContextVar[bool] = ContextVar("_IGNORE_ENV", default=False)
 
 
 class _Section(BaseModel):
@@ -110,7 +113,7 @@ class PlatformConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment wins over the YAML profile, which is passed as init kwargs.
-        return (env_settings, init_settings)
+        return (init_settings,) if _IGNORE_ENV.get() else (env_settings, init_settings)
 
     # Derived locations: one state directory, overridable as a whole.
     @property
@@ -159,4 +162,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformCon
 def config_from_json(payload: str) -> PlatformConfig:
     """Inverse of :meth:`PlatformConfig.to_json`, ignoring the environment (a component's
     behaviour is fixed by what the pipeline passed it)."""
-    return PlatformConfig.model_validate_json(payload)
+    token = _IGNORE_ENV.set(True)
+    try:
+        return PlatformConfig.model_validate_json(payload)
+    finally:
+        _IGNORE_ENV.reset(token)

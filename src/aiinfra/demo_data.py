@@ -62,7 +62,9 @@ def _zip_names(n: int) -> list[str]:
     return [f"{10000 + 37 * i:05d}" for i in range(n)]
 
 
-def _zipcodes(rng: np.random.Generator, c: DataConfig, start: datetime, end: datetime) -> pd.DataFrame:
+def _zipcodes(
+    rng: np.random.Generator, c: DataConfig, start: datetime, end: datetime
+) -> pd.DataFrame:
     names = _zip_names(c.n_zipcodes)
     base_income = rng.lognormal(np.log(62_000), 0.35, c.n_zipcodes)
     base_unemp = rng.beta(2, 30, c.n_zipcodes)
@@ -197,5 +199,7 @@ def _with_created(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_demo_data(config: DataConfig, directory: Path, end: datetime | None = None) -> dict[str, Path]:
+def write_demo_data(
+    config: DataConfig, directory: Path, end: datetime | None = None
+) -> dict[str, Path]:
     return generate(config, end).write(directory)

@@ -55,24 +55,47 @@ class GateDecision:
     reason: str
 
 
-def decide(gate: GateConfig, challenger: dict[str, float], champion: dict[str, float] | None) -> GateDecision:
+def decide(
+    gate: GateConfig, challenger: dict[str, float], champion: dict[str, float] | None
+) -> GateDecision:
     """The challenger must clear the floor, and beat the champion (if any) by the margin."""
     value = challenger[gate.metric]
     if not np.isfinite(value) or value < gate.min_value:
-        return GateDecision(False, gate.metric, value, None if champion is None else champion[gate.metric],
-                            f"{gate.metric}={value:.4f} is below the floor {gate.min_value}")
+        return GateDecision(
+            False,
+            gate.metric,
+            value,
+            None if champion is None else champion[gate.metric],
+            f"{gate.metric}={value:.4f} is below the floor {gate.min_value}",
+        )
     if champion is None:
         return GateDecision(True, gate.metric, value, None, "no champion yet; the floor is cleared")
     incumbent = champion[gate.metric]
     if value >= incumbent + gate.margin:
-        return GateDecision(True, gate.metric, value, incumbent,
-                            f"{gate.metric} {value:.4f} beats the champion's {incumbent:.4f} by >= {gate.margin}")
-    return GateDecision(False, gate.metric, value, incumbent,
-                        f"{gate.metric} {value:.4f} does not beat the champion's {incumbent:.4f} by {gate.margin}")
+        return GateDecision(
+            True,
+            gate.metric,
+            value,
+            incumbent,
+            f"{gate.metric} {value:.4f} beats the champion's {incumbent:.4f} by >= {gate.margin}",
+        )
+    return GateDecision(
+        False,
+        gate.metric,
+        value,
+        incumbent,
+        f"{gate.metric} {value:.4f} does not beat the champion's {incumbent:.4f} by {gate.margin}",
+    )
 
 
-def gate_report(decision: GateDecision, challenger: dict[str, float], champion: dict[str, float] | None,
-                champion_version: str | None, eval_hash: str, n_rows: int) -> str:
+def gate_report(
+    decision: GateDecision,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    champion_version: str | None,
+    eval_hash: str,
+    n_rows: int,
+) -> str:
     """Markdown for the Kubeflow UI and MLflow: both models side by side and the decision."""
     verdict = "PASSED: promote" if decision.passed else "NOT PASSED: keep the champion"
     lines = [
@@ -82,7 +105,7 @@ def gate_report(decision: GateDecision, challenger: dict[str, float], champion: 
         "",
         f"Evaluation set: {n_rows} rows, hash `{eval_hash}`.",
         "",
-        f"| metric | challenger | champion{f' (v{champion_version})' if champion_version else ''} |",
+        f"| metric | challenger | champion{f' (v{champion_version})' if champion_version else ''} |",  # noqa: E501
         "|---|---|---|",
     ]
     for name, value in challenger.items():

@@ -127,5 +127,11 @@ def define(data_dir: Path, service_name: str = "loan_default_v1") -> FeatureRepo
         tags={"model": "loan-default"},
     )
     return FeatureRepo(
-        applicant, zipcode, applicant_source, zipcode_source, applicant_profile, zipcode_stats, service
+        applicant,
+        zipcode,
+        applicant_source,
+        zipcode_source,
+        applicant_profile,
+        zipcode_stats,
+        service,
     )

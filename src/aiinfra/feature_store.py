@@ -8,7 +8,6 @@ can hold several independent homes (a developer's, each test's).
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,7 +21,9 @@ from aiinfra.feature_definitions import FeatureRepo, define
 
 
 def repo_config(config: PlatformConfig) -> RepoConfig:
-    raw: dict[str, Any] = yaml.safe_load((config.features.repo_path / "feature_store.yaml").read_text())
+    raw: dict[str, Any] = yaml.safe_load(
+        (config.features.repo_path / "feature_store.yaml").read_text()
+    )
     config.feast_dir.mkdir(parents=True, exist_ok=True)
     raw["registry"] = str(config.feast_dir / "registry.db")
     online = dict(raw.get("online_store") or {"type": "sqlite"})
@@ -56,10 +57,13 @@ def _earliest_event(repo: FeatureRepo) -> datetime:
     for source in (repo.applicant_source, repo.zipcode_source):
         ts = pd.read_parquet(source.path, columns=[schema.EVENT_TIMESTAMP])[schema.EVENT_TIMESTAMP]
         earliest.append(ts.min())
-    return min(earliest).to_pydatetime()
+    start: datetime = min(earliest).to_pydatetime()
+    return start
 
 
-def historical_features(store: FeatureStore, repo: FeatureRepo, entity_df: pd.DataFrame) -> pd.DataFrame:
+def historical_features(
+    store: FeatureStore, repo: FeatureRepo, entity_df: pd.DataFrame
+) -> pd.DataFrame:
     """Point-in-time join: each row gets the feature values as of its ``event_timestamp``.
 
     Rows whose entity has no feature value at that time (none yet, or older than the view's
@@ -71,7 +75,9 @@ def historical_features(store: FeatureStore, repo: FeatureRepo, entity_df: pd.Da
     return joined
 
 
-def online_features(store: FeatureStore, repo: FeatureRepo, rows: list[dict[str, Any]]) -> pd.DataFrame:
+def online_features(
+    store: FeatureStore, repo: FeatureRepo, rows: list[dict[str, Any]]
+) -> pd.DataFrame:
     """The latest materialized values for each (applicant_id, zipcode) row, in input order."""
     entity_rows = [{key: row[key] for key in schema.ENTITY_KEYS} for row in rows]
     result = store.get_online_features(
@@ -88,7 +94,3 @@ def missing_online(frame: pd.DataFrame) -> list[int]:
     """Positions of rows the online store had no values for."""
     names = stored_feature_names()
     return [int(i) for i in frame.index[frame[names].isna().any(axis=1)]]
-
-
-def project_dir(config: PlatformConfig) -> Path:
-    return config.features.repo_path

@@ -12,13 +12,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from aiinfra.model import LoanModel
 
 ARTIFACT_KEY = "loan_model"
 
 
-class LoanPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class LoanPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = LoanModel.load(Path(context.artifacts[ARTIFACT_KEY]))
 

@@ -83,7 +83,8 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)  # logits
+        logits: torch.Tensor = self.net(x).squeeze(-1)
+        return logits
 
 
 @dataclass
@@ -122,14 +123,20 @@ class LoanModel:
     def load(cls, directory: Path) -> LoanModel:
         spec_path, weights_path = directory / SPEC_FILE, directory / WEIGHTS_FILE
         if not spec_path.exists() or not weights_path.exists():
-            raise FileNotFoundError(f"{directory} is not a saved model (needs {SPEC_FILE} and {WEIGHTS_FILE})")
+            raise FileNotFoundError(
+                f"{directory} is not a saved model (needs {SPEC_FILE} and {WEIGHTS_FILE})"
+            )
         description = json.loads(spec_path.read_text())
         if description.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{spec_path}: unsupported model format {description.get('format_version')!r}")
+            raise ValueError(
+                f"{spec_path}: unsupported model format {description.get('format_version')!r}"
+            )
         if description["features"] != list(schema.FEATURE_NAMES):
             raise ValueError(f"{spec_path}: trained on other features than the declared schema")
         spec = MLPSpec(**description["spec"])
         network = MLP(spec)
         network.load_state_dict(load_file(str(weights_path)))
         network.eval()
-        return cls(spec, Encoder(**description["encoder"]), network, description.get("metadata", {}))
+        return cls(
+            spec, Encoder(**description["encoder"]), network, description.get("metadata", {})
+        )

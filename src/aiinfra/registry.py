@@ -98,7 +98,9 @@ def _ensure_model(tracking_uri: str, name: str) -> str:
         c.get_registered_model(name)
     except MlflowException:
         try:
-            c.create_registered_model(name, description="probability that a loan application defaults")
+            c.create_registered_model(
+                name, description="probability that a loan application defaults"
+            )
         except MlflowException as exc:  # created meanwhile by a concurrent run
             if "already exists" not in str(exc).lower():
                 raise
@@ -125,12 +127,19 @@ def load_version(tracking_uri: str, name: str, version: str, into: Path) -> Loan
     )
     matches = list(Path(local).rglob("model.json"))
     if not matches:
-        raise FileNotFoundError(f"version {version} of {name} has no saved LoanModel in its artifacts")
+        raise FileNotFoundError(
+            f"version {version} of {name} has no saved LoanModel in its artifacts"
+        )
     return LoanModel.load(matches[0].parent)
 
 
 def promote(
-    tracking_uri: str, name: str, version: str, actor: str | None = None, reason: str = "", force: bool = False
+    tracking_uri: str,
+    name: str,
+    version: str,
+    actor: str | None = None,
+    reason: str = "",
+    force: bool = False,
 ) -> str | None:
     """Move ``@champion`` to ``version``; returns the version it pointed at before.
 
@@ -142,11 +151,15 @@ def promote(
         tags = dict(c.get_model_version(name, version).tags)
     except MlflowException as exc:
         raise PromotionRefused(f"{name} has no version {version}") from exc
-    problems = [f"{key}={tags.get(key, 'missing')}" for key in ("validation", "gate")
-                if tags.get(key) != "passed"]
+    problems = [
+        f"{key}={tags.get(key, 'missing')}"
+        for key in ("validation", "gate")
+        if tags.get(key) != "passed"
+    ]
     if problems and not force:
         raise PromotionRefused(
-            f"version {version} of {name} cannot be promoted: {', '.join(problems)} (use --force to override)"
+            f"version {version} of {name} cannot be promoted: {', '.join(problems)} "
+            "(use --force to override)"
         )
     previous = alias_version(tracking_uri, name, CHAMPION)
     now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -45,11 +45,19 @@ def mlflow_service(config: PlatformConfig) -> Service:
     m = config.mlflow
     store = config.mlflow_dir
     command = [
-        _bin("mlflow"), "server", "--host", m.host, "--port", str(m.port),
-        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        _bin("mlflow"),
+        "server",
+        "--host",
+        m.host,
+        "--port",
+        str(m.port),
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
         # Proxied artifacts: clients upload through the server, never to its disk directly.
-        "--artifacts-destination", str(store / "artifacts"),
-        "--workers", "1",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--workers",
+        "1",
     ]
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return Service("mlflow", command, env, f"http://{m.host}:{m.port}/health", config.run_dir)
@@ -58,8 +66,15 @@ def mlflow_service(config: PlatformConfig) -> Service:
 def bentoml_service(config: PlatformConfig) -> Service:
     s = config.serving
     command = [
-        _bin("bentoml"), "serve", "serving.service:LoanScorer", "--working-dir", str(PROJECT_ROOT),
-        "--host", s.host, "--port", str(s.port),
+        _bin("bentoml"),
+        "serve",
+        "serving.service:LoanScorer",
+        "--working-dir",
+        str(PROJECT_ROOT),
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
     ]
     env = {
         "AIINFRA_CONFIG_JSON": config.to_json(),
@@ -86,7 +101,11 @@ def healthy(url: str) -> bool:
 
 
 def wait_healthy(url: str, timeout: float) -> bool:
-    @retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.25), retry=retry_if_result(lambda ok: not ok))
+    @retry(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.25),
+        retry=retry_if_result(lambda ok: not ok),
+    )
     def poll() -> bool:
         return healthy(url)
 
@@ -117,7 +136,9 @@ def start(service: Service, timeout: float = 120) -> int:
     if not wait_healthy(service.health_url, timeout):
         stop(service)
         tail = service.log_file.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{service.name} did not become healthy in {timeout:.0f}s; log tail:\n{tail}")
+        raise RuntimeError(
+            f"{service.name} did not become healthy in {timeout:.0f}s; log tail:\n{tail}"
+        )
     return process.pid
 
 

@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 def _request_field(f: schema.Feature) -> tuple[Any, Any]:
     if f.kind == "categorical":
-        return Literal[f.categories], Field(description=f.description)  # type: ignore[valid-type]
+        return Literal[f.categories], Field(description=f.description)
     kind: type = int if f.integer else float
-    return kind, Field(ge=f.min_value, le=f.max_value, allow_inf_nan=False, description=f.description)
+    return kind, Field(
+        ge=f.min_value, le=f.max_value, allow_inf_nan=False, description=f.description
+    )
 
 
 LoanApplication: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -152,8 +154,10 @@ class OnlineFeatures:
         stored = self._fs.online_features(self.store, self.repo, rows)
         missing = self._fs.missing_online(stored)
         if missing:
-            names = ", ".join(f"row {i} (applicant_id={rows[i]['applicant_id']}, zipcode={rows[i]['zipcode']})"
-                              for i in missing[:5])
+            names = ", ".join(
+                f"row {i} (applicant_id={rows[i]['applicant_id']}, zipcode={rows[i]['zipcode']})"
+                for i in missing[:5]
+            )
             raise UnknownEntities(f"no stored features for {names}")
         request = pd.DataFrame(rows)[[f.name for f in schema.REQUEST_FEATURES]]
         return pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
@@ -164,12 +168,14 @@ def predict(served: Served, features: pd.DataFrame, model_name: str) -> Predicti
     return PredictionResponse(
         model_name=model_name,
         model_version=served.version,
-        predictions=[Prediction(default_probability=float(v), will_default=bool(v >= 0.5)) for v in p],
+        predictions=[
+            Prediction(default_probability=float(v), will_default=bool(v >= 0.5)) for v in p
+        ],
     )
 
 
 MAX_BATCH_ROWS = 1000
 BatchOfApplications = Annotated[
-    list[LoanApplication],  # type: ignore[valid-type]
+    list[LoanApplication],
     Field(min_length=1, max_length=MAX_BATCH_ROWS),
 ]

@@ -36,9 +36,13 @@ def build_training_set(config: PlatformConfig, output: Path) -> TrainingSetInfo:
 
     loans_path = config.data_dir / "loans.parquet"
     if not loans_path.exists():
-        raise FileNotFoundError(f"no loans table at {loans_path}: run `aiinfra data generate` first")
+        raise FileNotFoundError(
+            f"no loans table at {loans_path}: run `aiinfra data generate` first"
+        )
     loans = pd.read_parquet(loans_path)
-    missing = [c for c in (schema.LOAN_ID, *schema.ENTITY_KEYS, schema.EVENT_TIMESTAMP) if c not in loans]
+    missing = [
+        c for c in (schema.LOAN_ID, *schema.ENTITY_KEYS, schema.EVENT_TIMESTAMP) if c not in loans
+    ]
     if missing:
         raise ValueError(f"{loans_path} lacks key columns: {', '.join(missing)}")
     store = feature_store.open_store(config)
@@ -117,13 +121,25 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
     champion = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            champion = evaluate.score(registry.load_version(uri, name, champion_version, Path(tmp)), eval_part)
+            champion = evaluate.score(
+                registry.load_version(uri, name, champion_version, Path(tmp)), eval_part
+            )
     decision = evaluate.decide(config.gate, challenger, champion)
     eval_hash = evaluate.frame_hash(eval_part)
-    report = evaluate.gate_report(decision, challenger, champion, champion_version, eval_hash, len(eval_part))
+    report = evaluate.gate_report(
+        decision, challenger, champion, champion_version, eval_hash, len(eval_part)
+    )
     return Evaluation(
-        decision.passed, decision.reason, decision.metric, challenger, champion, champion_version,
-        eval_hash, len(eval_part), evaluate.confusion(challenger_model, eval_part), report,
+        decision.passed,
+        decision.reason,
+        decision.metric,
+        challenger,
+        champion,
+        champion_version,
+        eval_hash,
+        len(eval_part),
+        evaluate.confusion(challenger_model, eval_part),
+        report,
     )
 
 
@@ -157,14 +173,26 @@ def register_model(
     metrics = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
     metrics.update({k: float(v) for k, v in training.items() if isinstance(v, int | float)})
     registered = registry.log_and_register(
-        config.mlflow.tracking_uri, config.mlflow.experiment, config.mlflow.model_name, model,
-        frame, params, metrics, tags, {"gate.md": evaluation.report}, run_name=lineage.get("pipeline_run"),
+        config.mlflow.tracking_uri,
+        config.mlflow.experiment,
+        config.mlflow.model_name,
+        model,
+        frame,
+        params,
+        metrics,
+        tags,
+        {"gate.md": evaluation.report},
+        run_name=lineage.get("pipeline_run"),
     )
-    return registered.version
+    return str(registered.version)
 
 
 def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> str | None:
-    return registry.promote(
-        config.mlflow.tracking_uri, config.mlflow.model_name, version,
-        actor=f"pipeline:{pipeline_run}", reason="evaluation gate passed",
+    previous: str | None = registry.promote(
+        config.mlflow.tracking_uri,
+        config.mlflow.model_name,
+        version,
+        actor=f"pipeline:{pipeline_run}",
+        reason="evaluation gate passed",
     )
+    return previous

@@ -35,7 +35,9 @@ def split_by_time(frame: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFra
     n_eval = max(1, round(len(ordered) * eval_fraction))
     if n_eval >= len(ordered):
         raise ValueError(f"cannot hold out {n_eval} of {len(ordered)} rows for evaluation")
-    return ordered.iloc[:-n_eval].reset_index(drop=True), ordered.iloc[-n_eval:].reset_index(drop=True)
+    return ordered.iloc[:-n_eval].reset_index(drop=True), ordered.iloc[-n_eval:].reset_index(
+        drop=True
+    )
 
 
 @dataclass
@@ -53,7 +55,7 @@ def train_step(
     network.train()
     optimizer.zero_grad(set_to_none=True)
     loss = nn.functional.binary_cross_entropy_with_logits(network(x), y)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     return float(loss.detach())
 
@@ -85,21 +87,31 @@ def train(frame: pd.DataFrame, config: TrainingConfig) -> TrainResult:
         order = torch.randperm(len(x), generator=generator).to(device)
         losses = [
             train_step(network, optimizer, x[idx], y[idx])
-            for idx in order.split(config.batch_size)
+            for idx in torch.split(order, config.batch_size)
         ]
         history.append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": eval_step(network, x_watch, y_watch)}
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": eval_step(network, x_watch, y_watch),
+            }
         )
         log.debug("epoch %d %s", epoch, history[-1])
     seconds = time.perf_counter() - started
-    model = LoanModel(spec, encoder, network.cpu().eval(), {"device": str(device), "epochs": config.epochs})
+    model = LoanModel(
+        spec, encoder, network.cpu().eval(), {"device": str(device), "epochs": config.epochs}
+    )
     throughput = len(x) * config.epochs / seconds if seconds > 0 else 0.0
     return TrainResult(model, history, str(device), seconds, throughput)
 
 
-def _tensors(encoder: Encoder, frame: pd.DataFrame, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(
+    encoder: Encoder, frame: pd.DataFrame, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(encoder.transform(frame))
     y = torch.from_numpy(frame[schema.LABEL].to_numpy(dtype="float32"))
     if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(
+            device, non_blocking=True
+        )
     return x, y

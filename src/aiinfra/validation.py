@@ -52,17 +52,26 @@ class ValidationReport:
 
     def summary(self) -> str:
         passed = len(self.checks) - len(self.failed)
-        head = f"validation {'passed' if self.success else 'FAILED'}: {passed}/{len(self.checks)} checks on {self.n_rows} rows"
+        verdict = "passed" if self.success else "FAILED"
+        head = f"validation {verdict}: {passed}/{len(self.checks)} checks on {self.n_rows} rows"
         if self.success:
             return head
         return head + "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
 
     def markdown(self) -> str:
-        lines = [f"# Data validation: {'passed' if self.success else 'FAILED'}", "", self.summary(), "",
-                 "| check | result | detail | sample values |", "|---|---|---|---|"]
+        lines = [
+            f"# Data validation: {'passed' if self.success else 'FAILED'}",
+            "",
+            self.summary(),
+            "",
+            "| check | result | detail | sample values |",
+            "|---|---|---|---|",
+        ]
         for c in sorted(self.checks, key=lambda c: c.success):
             samples = ", ".join(map(str, c.samples[:5]))
-            lines.append(f"| `{c.name}` | {'pass' if c.success else '**FAIL**'} | {c.detail} | {samples} |")
+            lines.append(
+                f"| `{c.name}` | {'pass' if c.success else '**FAIL**'} | {c.detail} | {samples} |"
+            )
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -77,7 +86,8 @@ class ValidationReport:
             "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px}.bad{background:#fdd}.ok{background:#efe}"
-            f"</style></head><body><h1>Data validation: {'passed' if self.success else 'FAILED'}</h1>"
+            "</style></head><body>"
+            f"<h1>Data validation: {'passed' if self.success else 'FAILED'}</h1>"
             f"<p>{html.escape(self.summary())}</p><table><tr><th>check</th><th>result</th>"
             f"<th>detail</th><th>sample values</th></tr>{rows}</table></body></html>"
         )
@@ -87,7 +97,7 @@ def build_suite(config: ValidationConfig) -> Any:
     """The expectation suite for a training set, from the schema and the configured bounds."""
     import great_expectations as gx
 
-    e = gx.expectations
+    e: Any = gx.expectations
     suite = gx.ExpectationSuite(name="training_set")
     add = suite.add_expectation
     add(e.ExpectTableColumnsToMatchSet(column_set=list(schema.TRAINING_COLUMNS), exact_match=True))
@@ -100,12 +110,19 @@ def build_suite(config: ValidationConfig) -> Any:
             add(e.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
             add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=STRING_TYPES))
         else:
-            add(e.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.min_value, max_value=f.max_value))
+            add(
+                e.ExpectColumnValuesToBeBetween(
+                    column=f.name, min_value=f.min_value, max_value=f.max_value
+                )
+            )
             types = INTEGER_TYPES if f.integer else FLOAT_TYPES
             add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=types))
     add(e.ExpectColumnValuesToBeInSet(column=schema.LABEL, value_set=[0, 1]))
-    add(e.ExpectColumnMeanToBeBetween(column=schema.LABEL, min_value=config.min_label_rate,
-                                      max_value=config.max_label_rate))
+    add(
+        e.ExpectColumnMeanToBeBetween(
+            column=schema.LABEL, min_value=config.min_label_rate, max_value=config.max_label_rate
+        )
+    )
     return suite
 
 

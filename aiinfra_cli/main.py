@@ -1,0 +1,223 @@
+"""``aiinfra``: the platform's command line.
+
+Examples::
+
+    aiinfra quickstart                      # everything, end to end, on the local profile
+    aiinfra --config configs/smoke.yaml run # one training pipeline run on kfp.local
+    aiinfra compile --output pipeline.yaml  # KFP IR YAML for a Kubeflow cluster
+    aiinfra promote 3 --reason "reviewed"   # a person moving @champion
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aiinfra.config import PlatformConfig, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+data_app = typer.Typer(no_args_is_help=True, help="Demo data.")
+features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repo.")
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML profile (default configs/local.yaml)")
+]
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="state directory (default ./.aiinfra)")
+]
+
+
+class _State:
+    config: PlatformConfig
+
+
+state = _State()
+
+
+@app.callback()
+def main(config: ConfigOpt = None, home: HomeOpt = None, verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {"home": home} if home else {}
+    try:
+        state.config = load_config(config, **overrides)
+    except Exception as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(1)
+
+
+@data_app.command("generate")
+def data_generate(force: bool = typer.Option(False, help="overwrite existing data")) -> None:
+    """Write the seeded demo tables (applicants, zipcodes, loans) under <home>/data.
+
+    Example: aiinfra data generate --force
+    """
+    from aiinfra import demo_data
+
+    cfg = state.config
+    if (cfg.data_dir / "loans.parquet").exists() and not force:
+        typer.echo(f"demo data already at {cfg.data_dir} (use --force to regenerate)")
+        return
+    paths = demo_data.write_demo_data(cfg.data, cfg.data_dir)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the feature definitions and materialize the online store up to now.
+
+    Example: aiinfra features apply
+    """
+    from datetime import UTC, datetime
+
+    from aiinfra import feature_store
+
+    cfg = state.config
+    if not (cfg.data_dir / "applicants.parquet").exists():
+        _fail(f"no feature data under {cfg.data_dir}: run `aiinfra data generate` first")
+    store = feature_store.open_store(cfg)
+    repo = feature_store.repo_objects(cfg)
+    feature_store.apply(store, repo)
+    feature_store.materialize(store, repo, datetime.now(UTC))
+    typer.echo(
+        f"applied {len(repo.objects())} objects and materialized the online store ({cfg.feast_dir})"
+    )
+
+
+@app.command()
+def up() -> None:
+    """Start the local MLflow server (sqlite + proxied artifacts) if it is not running.
+
+    Example: aiinfra up
+    """
+    from aiinfra import services
+
+    svc = services.mlflow_service(state.config)
+    pid = services.start(svc)
+    typer.echo(f"MLflow at {state.config.mlflow.tracking_uri} (pid {pid}, log {svc.log_file})")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local servers started by `up`, `serve` or `quickstart`.
+
+    Example: aiinfra down
+    """
+    from aiinfra import services
+
+    for svc in (services.bentoml_service(state.config), services.mlflow_service(state.config)):
+        typer.echo(f"{svc.name}: {'stopped' if services.stop(svc) else 'not running'}")
+
+
+@app.command()
+def run(
+    git_commit: str | None = typer.Option(None, help="commit to record (default: git HEAD)"),
+) -> None:
+    """Run the training pipeline on the local runner (kfp.local).
+
+    Example: aiinfra --config configs/smoke.yaml run
+    """
+    from aiinfra_cli.workflow import run_training
+
+    try:
+        outcome = run_training(state.config, git_commit)
+    except Exception as exc:
+        _fail(str(exc))
+    typer.echo(outcome.describe())
+
+
+@app.command("compile")
+def compile_pipeline(output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o")) -> None:
+    """Compile the training pipeline to KFP IR YAML for a Kubeflow cluster.
+
+    Example: aiinfra --config configs/cluster.yaml compile --output pipeline.yaml
+    """
+    from kfp import compiler
+
+    from pipelines.training import build_pipeline
+
+    compiler.Compiler().compile(build_pipeline(state.config), str(output))
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def serve(
+    foreground: bool = typer.Option(False, help="run in this terminal instead of detached"),
+) -> None:
+    """Serve the current @champion with BentoML (follows @champion as it moves).
+
+    Example: aiinfra serve && curl -s localhost:3000/readyz
+    """
+    import os
+
+    from aiinfra import registry, services
+
+    cfg = state.config
+    if (
+        registry.alias_version(cfg.mlflow.tracking_uri, cfg.mlflow.model_name, registry.CHAMPION)
+        is None
+    ):
+        _fail(
+            f"{cfg.mlflow.model_name} has no @champion at {cfg.mlflow.tracking_uri}: "
+            "run `aiinfra run` first"
+        )
+    svc = services.bentoml_service(cfg)
+    if foreground:
+        os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
+    pid = services.start(svc)
+    typer.echo(
+        f"BentoML at http://{cfg.serving.host}:{cfg.serving.port} (pid {pid}, log {svc.log_file})"
+    )
+
+
+@app.command()
+def promote(
+    version: str,
+    reason: str = typer.Option("manual promotion", help="why (recorded on the version)"),
+    force: bool = typer.Option(False, help="promote even if validation or the gate did not pass"),
+) -> None:
+    """Move @champion to VERSION (refused unless its validation and gate passed).
+
+    Example: aiinfra promote 3 --reason "reviewed by risk team"
+    """
+    from aiinfra import registry
+
+    cfg = state.config
+    try:
+        previous = registry.promote(
+            cfg.mlflow.tracking_uri, cfg.mlflow.model_name, version, reason=reason, force=force
+        )
+    except registry.PromotionRefused as exc:
+        _fail(str(exc))
+    typer.echo(f"@champion: {previous or 'none'} -> {version}")
+
+
+@app.command()
+def quickstart() -> None:
+    """Everything on the local profile: MLflow, data, features, pipeline, serving, a prediction.
+
+    Example: aiinfra quickstart   (run it again: it retrains and promotes only a better model)
+    """
+    from aiinfra_cli.workflow import quickstart as run_quickstart
+
+    try:
+        report = run_quickstart(state.config, echo=typer.echo)
+    except Exception as exc:
+        _fail(f"quickstart failed: {exc}")
+    typer.echo(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    app()

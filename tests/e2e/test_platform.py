@@ -1,0 +1,295 @@
+"""The whole platform on the local profile, for real: MLflow server, Feast repo, kfp.local
+pipeline, BentoML server. Tests run in order and share one platform home."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from aiinfra import demo_data, feature_store, registry, services
+from aiinfra.config import PlatformConfig
+from aiinfra.serving import OnlineFeatures
+from aiinfra_cli.workflow import run_training, sample_request, wait_for_version
+from pipelines.local import PipelineFailed
+from tests.conftest import SMOKE, smoke_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfig]:
+    config = smoke_config(tmp_path_factory.mktemp("platform"))
+    services.start(services.mlflow_service(config))
+    demo_data.write_demo_data(config.data, config.data_dir)
+    store = feature_store.open_store(config)
+    repo = feature_store.repo_objects(config)
+    feature_store.apply(store, repo)
+    feature_store.materialize(store, repo, datetime.now(UTC))
+    yield config
+    for service in (services.bentoml_service(config), services.mlflow_service(config)):
+        services.stop(service)
+
+
+@pytest.fixture(scope="module")
+def first_run(platform: PlatformConfig):  # type: ignore[no-untyped-def]
+    return run_training(platform, commit="abc123def456")
+
+
+@pytest.fixture(scope="module")
+def service_url(platform: PlatformConfig, first_run) -> str:  # type: ignore[no-untyped-def]
+    services.start(services.bentoml_service(platform), timeout=240)
+    return f"http://{platform.serving.host}:{platform.serving.port}"
+
+
+def _versions(config: PlatformConfig) -> list[str]:
+    found = registry.client(config.mlflow.tracking_uri).search_model_versions(
+        f"name='{config.mlflow.model_name}'"
+    )
+    return sorted(v.version for v in found)
+
+
+def test_first_run_registers_with_lineage_and_becomes_champion(
+    platform: PlatformConfig, first_run
+) -> None:  # type: ignore[no-untyped-def]
+    assert first_run.version == "1" and first_run.promoted
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "1")
+    assert tags["git_commit"] == "abc123def456"
+    assert tags["pipeline_run"].startswith("loan-default-training-")
+    assert len(tags["data_hash"]) == 16 and len(tags["eval_hash"]) == 16
+    assert tags["feature_service"] == "loan_default_v1"
+    assert tags["validation"] == "passed" and tags["gate"] == "passed"
+    assert tags["promoted_by"] == f"pipeline:{tags['pipeline_run']}"
+    assert (
+        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        == "1"
+    )
+    # The Kubeflow UI artifacts of the run: reports and typed outputs on disk.
+    assert (
+        "Data validation: passed" in (first_run.run_dir / "validate-data" / "summary").read_text()
+    )
+    assert (
+        "Evaluation gate: PASSED" in (first_run.run_dir / "evaluate-model" / "report").read_text()
+    )
+
+
+def test_service_answers_with_the_champions_prediction(
+    platform: PlatformConfig, service_url: str, tmp_path: Path
+) -> None:
+    body = sample_request(platform)
+    body["rows"].append({**body["rows"][0], "loan_amount": 90_000.0, "term_months": 60})
+    answer = wait_for_version(service_url, body, "1", timeout=60)
+    served = np.array([p["default_probability"] for p in answer["predictions"]])
+    # Same version, same online features, computed here: the HTTP answer must match.
+    model = registry.load_version(
+        platform.mlflow.tracking_uri, platform.mlflow.model_name, "1", tmp_path
+    )
+    expected = model.predict_proba(OnlineFeatures(platform).frame(body["rows"]))
+    np.testing.assert_allclose(served, expected, rtol=1e-5)
+    assert served[1] > served[0]  # a much bigger, longer loan is riskier
+    metrics = httpx.get(f"{service_url}/metrics").text
+    assert re.search(
+        r'aiinfra_serving_model_version\{model_name="loan-default"[^}]*\} 1\.0', metrics
+    )
+    assert httpx.get(f"{service_url}/readyz").status_code == 200
+
+
+BAD_REQUESTS = [
+    ({"rows": []}, "rows"),
+    (
+        {"rows": [{"applicant_id": 1, "zipcode": "10000", "loan_amount": 1000, "term_months": 36}]},
+        "purpose",
+    ),
+    (
+        {
+            "rows": [
+                {
+                    "applicant_id": 1,
+                    "zipcode": "10000",
+                    "loan_amount": "lots",
+                    "term_months": 36,
+                    "purpose": "car",
+                }
+            ]
+        },
+        "loan_amount",
+    ),
+    (
+        {
+            "rows": [
+                {
+                    "applicant_id": 1,
+                    "zipcode": "10000",
+                    "loan_amount": 1e9,
+                    "term_months": 36,
+                    "purpose": "car",
+                }
+            ]
+        },
+        "loan_amount",
+    ),
+    (
+        {
+            "rows": [
+                {
+                    "applicant_id": 1,
+                    "zipcode": "10000",
+                    "loan_amount": 900,
+                    "term_months": 36,
+                    "purpose": "yacht",
+                }
+            ]
+        },
+        "purpose",
+    ),
+    (
+        {
+            "rows": [
+                {
+                    "applicant_id": 1,
+                    "zipcode": "10000",
+                    "loan_amount": 900,
+                    "term_months": 36,
+                    "purpose": "car",
+                    "ssn": "1",
+                }
+            ]
+        },
+        "ssn",
+    ),
+    (
+        {
+            "rows": [
+                {
+                    "applicant_id": 987654,
+                    "zipcode": "99999",
+                    "loan_amount": 900,
+                    "term_months": 36,
+                    "purpose": "car",
+                }
+            ]
+        },
+        "applicant_id=987654",
+    ),
+    ({"rows": "not a list"}, "rows"),
+    ({}, "rows"),
+]
+
+
+@pytest.mark.parametrize(("body", "named"), BAD_REQUESTS)
+def test_bad_requests_get_4xx_naming_the_problem(
+    service_url: str, body: object, named: str
+) -> None:
+    response = httpx.post(f"{service_url}/predict", json=body, timeout=10)
+    assert 400 <= response.status_code < 500, response.text
+    assert named in response.text
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (
+            b'{"rows": [{"applicant_id": 1, "zipcode": "10000", "loan_amount": NaN,'
+            b' "term_months": 36, "purpose": "car"}]}',
+            "application/json",
+        ),
+        (b"{not json", "application/json"),
+        (b"\x80\x04\x95\x00", "application/octet-stream"),
+        (b"\x80\x04\x95\x00", "application/x-pickle"),
+    ],
+)
+def test_malformed_bodies_get_4xx(service_url: str, content: bytes, content_type: str) -> None:
+    response = httpx.post(
+        f"{service_url}/predict",
+        content=content,
+        headers={"content-type": content_type},
+        timeout=10,
+    )
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_second_run_that_does_not_win_keeps_the_champion(
+    platform: PlatformConfig, service_url: str
+) -> None:
+    outcome = run_training(platform, commit="abc123def456")
+    assert outcome.version == "2" and not outcome.promoted
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "2")
+    assert tags["gate"] == "failed" and "does not beat" in tags["gate_reason"]
+    assert tags["champion_at_evaluation"] == "1"
+    assert (
+        registry.alias_version(
+            platform.mlflow.tracking_uri, platform.mlflow.model_name, "challenger"
+        )
+        == "2"
+    )
+    assert (
+        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        == "1"
+    )
+    answer = httpx.post(f"{service_url}/predict", json=sample_request(platform), timeout=10).json()
+    assert answer["model_version"] == "1"
+
+
+def _cli(platform: PlatformConfig, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AIINFRA_MLFLOW__PORT": str(platform.mlflow.port),
+        "AIINFRA_MLFLOW__TRACKING_URI": platform.mlflow.tracking_uri,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "aiinfra_cli.main",
+        "--config",
+        str(SMOKE),
+        "--home",
+        str(platform.home),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_moving_champion_deploys_the_new_version_without_a_restart(
+    platform: PlatformConfig, service_url: str
+) -> None:
+    refused = _cli(platform, "promote", "2")
+    assert refused.returncode == 1 and "gate=failed" in refused.stderr
+    pid = services.running_pid(services.bentoml_service(platform))
+    done = _cli(platform, "promote", "2", "--force", "--reason", "e2e test")
+    assert done.returncode == 0 and "1 -> 2" in done.stdout, done.stderr
+    answer = wait_for_version(service_url, sample_request(platform), "2", timeout=30)
+    assert answer["model_version"] == "2"
+    assert services.running_pid(services.bentoml_service(platform)) == pid
+
+
+def test_corrupted_data_stops_the_run_at_validation(platform: PlatformConfig) -> None:
+    versions = _versions(platform)
+    champion = registry.alias_version(
+        platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion"
+    )
+    path = platform.data_dir / "applicants.parquet"
+    applicants = pd.read_parquet(path)
+    applicants.loc[applicants.sample(frac=0.2, random_state=0).index, "credit_score"] = 2000
+    applicants.to_parquet(path, index=False)
+    with pytest.raises(PipelineFailed) as failure:
+        run_training(platform)
+    message = str(failure.value)
+    assert (
+        "validate-data" in message and "expect_column_values_to_be_between(credit_score)" in message
+    )
+    assert _versions(platform) == versions  # nothing registered
+    assert (
+        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        == champion
+    )
+    report = Path(message.split("report: ")[1].strip())
+    assert "credit_score" in report.read_text() and "2000" in report.read_text()

@@ -1,0 +1,43 @@
+import numpy as np
+import pandas as pd
+
+from aiinfra import evaluate
+from aiinfra.config import GateConfig
+
+GATE = GateConfig(metric="roc_auc", min_value=0.6, margin=0.01)
+
+
+def test_first_model_needs_only_the_floor() -> None:
+    assert evaluate.decide(GATE, {"roc_auc": 0.7}, None).passed
+    low = evaluate.decide(GATE, {"roc_auc": 0.55}, None)
+    assert not low.passed and "below the floor" in low.reason
+
+
+def test_challenger_must_beat_the_champion_by_the_margin() -> None:
+    assert evaluate.decide(GATE, {"roc_auc": 0.80}, {"roc_auc": 0.78}).passed
+    tie = evaluate.decide(GATE, {"roc_auc": 0.785}, {"roc_auc": 0.78})
+    assert not tie.passed and "does not beat" in tie.reason
+
+
+def test_nan_metric_never_passes() -> None:
+    assert not evaluate.decide(GATE, {"roc_auc": float("nan")}, None).passed
+
+
+def test_scores_of_a_perfect_and_a_useless_ranker() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert evaluate.score_probabilities(y, np.array([0.1, 0.2, 0.8, 0.9]))["roc_auc"] == 1.0
+    assert evaluate.score_probabilities(y, np.array([0.9, 0.8, 0.2, 0.1]))["roc_auc"] == 0.0
+
+
+def test_frame_hash_changes_with_any_value() -> None:
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    changed = frame.copy()
+    changed.loc[1, "b"] = "z"
+    assert evaluate.frame_hash(frame) == evaluate.frame_hash(frame.copy())
+    assert evaluate.frame_hash(frame) != evaluate.frame_hash(changed)
+
+
+def test_gate_report_shows_both_models_and_the_decision() -> None:
+    decision = evaluate.decide(GATE, {"roc_auc": 0.8}, {"roc_auc": 0.7})
+    text = evaluate.gate_report(decision, {"roc_auc": 0.8}, {"roc_auc": 0.7}, "4", "abc", 100)
+    assert "PASSED" in text and "| roc_auc | 0.8000 | 0.7000 |" in text and "v4" in text

@@ -1,0 +1,62 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aiinfra import train
+from aiinfra.config import TrainingConfig
+from aiinfra.model import SPEC_FILE, WEIGHTS_FILE, Encoder, LoanModel
+
+FAST = TrainingConfig(hidden_sizes=[16], epochs=3, batch_size=128, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(training_frame: pd.DataFrame) -> LoanModel:
+    return train.train(training_frame, FAST).model
+
+
+def test_save_load_round_trip_gives_same_predictions(
+    trained: LoanModel, training_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    trained.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [SPEC_FILE, WEIGHTS_FILE]
+    loaded = LoanModel.load(tmp_path / "m")
+    np.testing.assert_allclose(
+        loaded.predict_proba(training_frame), trained.predict_proba(training_frame), rtol=1e-6
+    )
+
+
+def test_weights_file_holds_tensors_only(trained: LoanModel, tmp_path: Path) -> None:
+    trained.save(tmp_path / "m")
+    # safetensors: an 8-byte header length, then a JSON header; no pickle opcodes anywhere.
+    raw = (tmp_path / "m" / WEIGHTS_FILE).read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
+    assert b"\x80\x04\x95" not in raw[:16]
+
+
+def test_load_rejects_a_model_trained_on_other_features(trained: LoanModel, tmp_path: Path) -> None:
+    trained.save(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / SPEC_FILE).read_text())
+    spec["features"] = spec["features"][:-1]
+    (tmp_path / "m" / SPEC_FILE).write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="other features"):
+        LoanModel.load(tmp_path / "m")
+
+
+def test_load_names_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a saved model"):
+        LoanModel.load(tmp_path)
+
+
+def test_encoder_rejects_missing_columns_and_nan(training_frame: pd.DataFrame) -> None:
+    encoder = Encoder.fit(training_frame)
+    with pytest.raises(ValueError, match="credit_score"):
+        encoder.transform(training_frame.drop(columns="credit_score"))
+    broken = training_frame.head(3).copy()
+    broken.loc[0, "annual_income"] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        encoder.transform(broken)
