@@ -129,8 +129,10 @@ def build_suite(config: ValidationConfig) -> Any:
 def validate(frame: pd.DataFrame, config: ValidationConfig) -> ValidationReport:
     """Run the suite on ``frame`` in an ephemeral GX context; never raises on bad data."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # quiet in pipeline logs
     batch = (
         context.data_sources.add_pandas("training")
         .add_dataframe_asset("training_set")
