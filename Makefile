@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 
-.PHONY: setup run test test-fast check format bench compile down lock clean
+.PHONY: setup run test test-fast check format bench bench-serving compile down lock clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,10 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run && $(BIN)/python -m benchmarks.serving
+
+bench-serving: setup
+	$(BIN)/python -m benchmarks.serving
 
 compile: setup
 	$(BIN)/aiinfra --config $(CONFIG) compile --output pipeline.yaml

@@ -153,6 +153,27 @@ def compile_pipeline(output: Path = typer.Option(Path("pipeline.yaml"), "--outpu
 
 
 @app.command()
+def manifests(
+    image: str = typer.Option(..., help="serving image (docker/serving.Dockerfile)"),
+    output: Path = typer.Option(..., "--output", "-o", help="YAML file to write"),
+    model_version: str | None = typer.Option(None, help="model version to record on the pods"),
+    replicas: int = typer.Option(2, min=1, help="HPA minimum (maximum is 4x)"),
+    namespace: str = typer.Option("aiinfra"),
+) -> None:
+    """Kubernetes manifests for serving (ConfigMap, Deployment, Service, HPA).
+
+    Example: aiinfra manifests --image registry/aiinfra-serving:0.1.0 -o serving.yaml
+    """
+    from aiinfra import k8s
+
+    objects = k8s.serving_manifests(
+        state.config, image, replicas, namespace, model_version=model_version
+    )
+    output.write_text(k8s.to_yaml(objects))
+    typer.echo(f"wrote {output} ({', '.join(o['kind'] for o in objects)})")
+
+
+@app.command()
 def serve(
     foreground: bool = typer.Option(False, help="run in this terminal instead of detached"),
 ) -> None:
@@ -163,6 +184,7 @@ def serve(
     import os
 
     from aiinfra import registry, services
+    from aiinfra_cli.workflow import register_webhook, start_serving
 
     cfg = state.config
     if (
@@ -173,13 +195,12 @@ def serve(
             f"{cfg.mlflow.model_name} has no @champion at {cfg.mlflow.tracking_uri}: "
             "run `aiinfra run` first"
         )
-    svc = services.bentoml_service(cfg)
     if foreground:
+        svc = services.bentoml_service(cfg)
+        register_webhook(cfg)
         os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
-    pid = services.start(svc)
-    typer.echo(
-        f"BentoML at http://{cfg.serving.host}:{cfg.serving.port} (pid {pid}, log {svc.log_file})"
-    )
+    base_url = start_serving(cfg)
+    typer.echo(f"BentoML at {base_url} (log {cfg.run_dir / 'bentoml.log'}); registry webhook set")
 
 
 @app.command()
@@ -202,6 +223,40 @@ def promote(
     except registry.PromotionRefused as exc:
         _fail(str(exc))
     typer.echo(f"@champion: {previous or 'none'} -> {version}")
+
+
+@app.command()
+def history() -> None:
+    """Every move of @champion: when, from which version to which, by whom, why.
+
+    Example: aiinfra history
+    """
+    from aiinfra import registry
+
+    cfg = state.config
+    moves = registry.history(cfg.mlflow.tracking_uri, cfg.mlflow.model_name)
+    if not moves:
+        typer.echo(f"{cfg.mlflow.model_name}: @champion has never moved")
+    for m in moves:
+        move = f"{m.from_version:>5} -> {m.to_version:<5}"
+        forced = " (forced)" if m.forced else ""
+        typer.echo(f"{m.at}  {m.kind:<8} {move} by {m.by}: {m.reason}{forced}")
+
+
+@app.command()
+def rollback(reason: str = typer.Option("", help="why (recorded in the history)")) -> None:
+    """Move @champion back to the version it replaced (recorded like any promotion).
+
+    Example: aiinfra rollback --reason "p99 latency regression"
+    """
+    from aiinfra import registry
+
+    cfg = state.config
+    try:
+        target = registry.rollback(cfg.mlflow.tracking_uri, cfg.mlflow.model_name, reason=reason)
+    except registry.PromotionRefused as exc:
+        _fail(str(exc))
+    typer.echo(f"@champion rolled back to {target}")
 
 
 @app.command()

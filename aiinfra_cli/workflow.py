@@ -72,6 +72,35 @@ def run_training(config: PlatformConfig, commit: str | None = None) -> TrainingO
     )
 
 
+def register_webhook(config: PlatformConfig) -> str:
+    """Point the registry's alias webhook at the service's hook; returns the service URL."""
+    from mlflow.exceptions import MlflowException
+
+    from aiinfra import webhooks
+
+    base_url = f"http://{config.serving.host}:{config.serving.port}"
+    try:
+        webhooks.register(
+            config.mlflow.tracking_uri,
+            name=f"aiinfra-deploy-{config.serving.port}",
+            url=f"{base_url}/hooks/mlflow",
+            secret=services.webhook_secret(config),
+        )
+    except MlflowException as exc:
+        raise RuntimeError(
+            f"the registry refused the deployment webhook ({exc.message}); an MLflow server "
+            "started by an older version lacks the loopback webhook settings: "
+            "`aiinfra down && aiinfra up` restarts it"
+        ) from exc
+    return base_url
+
+
+def start_serving(config: PlatformConfig) -> str:
+    """Start (or reuse) the BentoML service, wired to the registry's webhook."""
+    services.start(services.bentoml_service(config), timeout=240)
+    return register_webhook(config)
+
+
 def sample_request(config: PlatformConfig) -> dict[str, Any]:
     """The most recent application in the demo data, as a request body."""
     loans = pd.read_parquet(config.data_dir / "loans.parquet")
@@ -116,8 +145,7 @@ def quickstart(config: PlatformConfig, echo: Callable[[str], Any] = print) -> di
     echo(f"features: applied {config.features.repo_path.name} and materialized the online store")
     outcome = run_training(config)
     echo(f"pipeline: {outcome.describe()}")
-    services.start(services.bentoml_service(config), timeout=240)
-    base_url = f"http://{config.serving.host}:{config.serving.port}"
+    base_url = start_serving(config)
     champion = outcome.champion_after or outcome.version
     body = sample_request(config)
     answer = wait_for_version(base_url, body, champion, timeout=120)

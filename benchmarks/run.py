@@ -39,7 +39,7 @@ STEP_NAMES = [
 ]
 
 
-def _port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -87,7 +87,7 @@ def pipeline_step_times(run_dir: Path, started: float) -> dict[str, float]:
 
 def bench_size(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        port = _port()
+        port = free_port()
         config = load_config(
             PROJECT_ROOT / "configs" / "smoke.yaml",
             home=Path(tmp),

@@ -56,6 +56,7 @@ def evaluate_model(
     for key, value in (result.champion or {}).items():
         metrics.log_metric(f"champion_{key}", value)
     classification.log_confusion_matrix(["repaid", "defaulted"], result.confusion)
+    classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
     Path(report.path).write_text(result.report)
     Path(evaluation.path).write_text(result.to_json())
     evaluation.metadata.update({"passed": result.passed, "reason": result.reason})

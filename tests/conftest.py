@@ -21,13 +21,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def smoke_config(home: Path, **overrides: object) -> PlatformConfig:
+def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> PlatformConfig:
     mlflow_port = free_port()
     return load_config(
         SMOKE,
         home=home,
         mlflow={"port": mlflow_port, "tracking_uri": f"http://127.0.0.1:{mlflow_port}"},
-        serving={"port": free_port(), "poll_seconds": 0.5},
+        serving={"port": free_port(), "poll_seconds": poll_seconds},
         **overrides,
     )
 

@@ -64,6 +64,12 @@ class GateConfig(_Section):
     metric: Literal["roc_auc", "accuracy", "f1", "neg_log_loss"] = "roc_auc"
     min_value: float = Field(0.6, description="the challenger must reach at least this")
     margin: float = Field(0.002, ge=0, description="and beat the champion by at least this")
+    min_values: dict[Literal["roc_auc", "accuracy", "f1", "neg_log_loss"], float] = Field(
+        default_factory=dict, description="floors on other metrics, e.g. {accuracy: 0.7}"
+    )
+    max_regression: float = Field(
+        0.02, ge=0, description="no metric may fall more than this below the champion's"
+    )
 
 
 class MlflowConfig(_Section):
@@ -78,6 +84,7 @@ class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 3000
     poll_seconds: float = Field(5.0, gt=0, description="how often the service checks @champion")
+    log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
 
 
 class KfpConfig(_Section):
@@ -131,6 +138,10 @@ class PlatformConfig(BaseSettings):
     @property
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.home / "serving" / "predictions"
 
     @property
     def run_dir(self) -> Path:

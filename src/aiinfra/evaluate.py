@@ -55,37 +55,54 @@ class GateDecision:
     reason: str
 
 
+GATED_METRICS = ("roc_auc", "accuracy", "f1", "neg_log_loss")  # all: higher is better
+
+
 def decide(
     gate: GateConfig, challenger: dict[str, float], champion: dict[str, float] | None
 ) -> GateDecision:
-    """The challenger must clear the floor, and beat the champion (if any) by the margin."""
+    """Pass when the challenger clears every floor, regresses on no metric by more than
+    ``max_regression``, and beats the champion (if any) on ``metric`` by ``margin``."""
     value = challenger[gate.metric]
-    if not np.isfinite(value) or value < gate.min_value:
-        return GateDecision(
-            False,
-            gate.metric,
-            value,
-            None if champion is None else champion[gate.metric],
-            f"{gate.metric}={value:.4f} is below the floor {gate.min_value}",
-        )
+    incumbent = None if champion is None else champion[gate.metric]
+    failures = []
+    floors = {gate.metric: gate.min_value, **gate.min_values}
+    for name, floor in floors.items():
+        got = challenger[name]
+        if not np.isfinite(got) or got < floor:
+            failures.append(f"{name}={got:.4f} is below the floor {floor}")
+    if champion is not None and incumbent is not None:
+        if not value >= incumbent + gate.margin:
+            failures.append(
+                f"{gate.metric} {value:.4f} does not beat the champion's {incumbent:.4f} "
+                f"by {gate.margin}"
+            )
+        for name in (m for m in GATED_METRICS if m in champion and m in challenger):
+            drop = champion[name] - challenger[name]
+            if drop > gate.max_regression:
+                failures.append(f"{name} regresses by {drop:.4f} (> {gate.max_regression} allowed)")
+    if failures:
+        return GateDecision(False, gate.metric, value, incumbent, "; ".join(failures))
     if champion is None:
-        return GateDecision(True, gate.metric, value, None, "no champion yet; the floor is cleared")
-    incumbent = champion[gate.metric]
-    if value >= incumbent + gate.margin:
         return GateDecision(
-            True,
-            gate.metric,
-            value,
-            incumbent,
-            f"{gate.metric} {value:.4f} beats the champion's {incumbent:.4f} by >= {gate.margin}",
+            True, gate.metric, value, None, "no champion yet; the floors are cleared"
         )
-    return GateDecision(
-        False,
-        gate.metric,
-        value,
-        incumbent,
-        f"{gate.metric} {value:.4f} does not beat the champion's {incumbent:.4f} by {gate.margin}",
-    )
+    reason = f"{gate.metric} {value:.4f} beats the champion's {incumbent:.4f} by >= {gate.margin}"
+    return GateDecision(True, gate.metric, value, incumbent, reason)
+
+
+def roc_points(
+    model: LoanModel, frame: pd.DataFrame, max_points: int = 101
+) -> dict[str, list[float]]:
+    """The ROC curve, thinned to at most ``max_points`` (for UIs and artifacts)."""
+    fpr, tpr, thresholds = skm.roc_curve(frame[schema.LABEL].to_numpy(), model.predict_proba(frame))
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    finite = np.clip(thresholds[keep], 0.0, 1.0)  # the first threshold is +inf by convention
+    return {
+        "fpr": fpr[keep].tolist(),
+        "tpr": tpr[keep].tolist(),
+        "thresholds": finite.tolist(),
+    }
 
 
 def gate_report(

@@ -7,8 +7,11 @@ tags, so a reader never sees a half-described version.
 from __future__ import annotations
 
 import getpass
+import json
+import secrets
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,7 @@ def log_and_register(
     tags: dict[str, str],
     reports: dict[str, str],
     run_name: str | None = None,
+    figures: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Log a run (params, metrics, reports, the model with its signature) and register it.
 
@@ -71,6 +75,8 @@ def log_and_register(
         mlflow.set_tags(tags)
         for filename, text in reports.items():
             mlflow.log_text(text, f"reports/{filename}")
+        for filename, figure in (figures or {}).items():
+            mlflow.log_figure(figure, f"plots/{filename}")
         model_dir = model.save(Path(tmp) / "loan_model")
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -109,10 +115,7 @@ def _ensure_model(tracking_uri: str, name: str) -> str:
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
     """The version an alias points at, or None when the model or alias does not exist."""
-    try:
-        return str(client(tracking_uri).get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    return _alias(client(tracking_uri), name, alias)
 
 
 def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:
@@ -144,7 +147,7 @@ def promote(
     """Move ``@champion`` to ``version``; returns the version it pointed at before.
 
     Refuses versions whose validation or evaluation gate did not pass, unless ``force``
-    (which is recorded on the version).
+    (which is recorded on the version and in the history).
     """
     c = client(tracking_uri)
     try:
@@ -161,16 +164,86 @@ def promote(
             f"version {version} of {name} cannot be promoted: {', '.join(problems)} "
             "(use --force to override)"
         )
-    previous = alias_version(tracking_uri, name, CHAMPION)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    who = actor or getpass.getuser()
+    return _move_champion(
+        c, name, version, actor, reason or "manual", "promote", forced=bool(problems)
+    )
+
+
+def rollback(tracking_uri: str, name: str, actor: str | None = None, reason: str = "") -> str:
+    """Move ``@champion`` back to the version it replaced; returns that version."""
+    c = client(tracking_uri)
+    current = alias_version(tracking_uri, name, CHAMPION)
+    if current is None:
+        raise PromotionRefused(f"{name} has no @champion to roll back")
+    arrivals = [m for m in history(tracking_uri, name) if m.to_version == current]
+    if not arrivals or arrivals[-1].from_version == "none":
+        raise PromotionRefused(f"@champion of {name} (version {current}) has no previous version")
+    target = arrivals[-1].from_version
+    _move_champion(c, name, target, actor, reason or f"rollback from {current}", "rollback", False)
+    return target
+
+
+@dataclass(frozen=True)
+class ChampionMove:
+    at: str
+    from_version: str
+    to_version: str
+    by: str
+    reason: str
+    kind: str
+    forced: bool
+
+
+def history(tracking_uri: str, name: str) -> list[ChampionMove]:
+    """Every recorded move of ``@champion``, oldest first."""
+    try:
+        tags = client(tracking_uri).get_registered_model(name).tags
+    except MlflowException:
+        return []
+    moves = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
+    return [ChampionMove(**m) for m in moves]
+
+
+_HISTORY_PREFIX = "champion_move."
+
+
+def _move_champion(
+    c: MlflowClient,
+    name: str,
+    version: str,
+    actor: str | None,
+    reason: str,
+    kind: str,
+    forced: bool,
+) -> str | None:
+    previous = _alias(c, name, CHAMPION)
+    now = datetime.now(UTC)
+    move = ChampionMove(
+        at=now.isoformat(timespec="milliseconds"),
+        from_version=previous or "none",
+        to_version=version,
+        by=actor or getpass.getuser(),
+        reason=reason,
+        kind=kind,
+        forced=forced,
+    )
     for key, value in {
-        "promoted_at": now,
-        "promoted_by": who,
-        "promotion_reason": reason or "manual",
-        "promoted_from": previous or "none",
-        "promotion_forced": str(bool(problems and force)).lower(),
+        "promoted_at": move.at,
+        "promoted_by": move.by,
+        "promotion_reason": reason,
+        "promoted_from": move.from_version,
+        "promotion_forced": str(forced).lower(),
     }.items():
         c.set_model_version_tag(name, version, key, value)
     c.set_registered_model_alias(name, CHAMPION, version)
+    # One tag per move, keyed by time (+ a random suffix: concurrent moves never collide).
+    key = f"{_HISTORY_PREFIX}{time.time_ns():020d}.{secrets.token_hex(2)}"
+    c.set_registered_model_tag(name, key, json.dumps(asdict(move)))
     return previous
+
+
+def _alias(c: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(c.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None

@@ -7,6 +7,7 @@ and healthy is a no-op, so ``make run`` can be repeated.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
+from aiinfra import webhooks
 from aiinfra.config import PROJECT_ROOT, PlatformConfig
 
 
@@ -59,8 +61,30 @@ def mlflow_service(config: PlatformConfig) -> Service:
         "--workers",
         "1",
     ]
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # Registry webhooks deliver to the BentoML service on this machine, over plain HTTP on
+        # loopback: allowed here only (MLflow's defaults, https to public hosts, stay in force
+        # for a team server).
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "https,http",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    }
     return Service("mlflow", command, env, f"http://{m.host}:{m.port}/health", config.run_dir)
+
+
+def webhook_secret(config: PlatformConfig) -> str:
+    """The registry webhook's HMAC secret: from the environment, else one generated for this
+    home and kept (owner-only) in its run directory, never in the repo."""
+    from_env = os.environ.get(webhooks.SECRET_ENV)
+    if from_env:
+        return from_env
+    path = config.run_dir / "webhook.secret"
+    if not path.exists():
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    secret: str = path.read_text().strip()
+    return secret
 
 
 def bentoml_service(config: PlatformConfig) -> Service:
@@ -78,6 +102,7 @@ def bentoml_service(config: PlatformConfig) -> Service:
     ]
     env = {
         "AIINFRA_CONFIG_JSON": config.to_json(),
+        webhooks.SECRET_ENV: webhook_secret(config),
         "BENTOML_HOME": str(config.home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }

@@ -3,27 +3,26 @@
 - The request type is derived from the declared schema: entity keys plus the request-time
   features, with their bounds; unknown fields and NaN/inf are rejected by pydantic (a 400).
 - Stored features come from the Feast online store, the same definitions training used.
-- The model is whatever ``@champion`` points at: a watcher polls the registry, loads a new
-  champion beside the current one, checks it on a smoke row, and only then swaps it in. A
-  model that fails the check is never served; the old one stays.
+- Which model answers is decided in :mod:`aiinfra.deployment`.
+- Requests and predictions are logged, sampled, to JSON lines for drift monitoring.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import tempfile
+import random
 import threading
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from aiinfra import registry, schema
+from aiinfra import schema
 from aiinfra.config import PlatformConfig
-from aiinfra.model import LoanModel
+from aiinfra.deployment import Served
 
 log = logging.getLogger(__name__)
 
@@ -61,85 +60,6 @@ class UnknownEntities(ValueError):
     """Some rows name applicants or zipcodes the online store has no features for."""
 
 
-def smoke_frame() -> pd.DataFrame:
-    """One plausible row (mid-range values) to check a model answers before it serves."""
-    row: dict[str, Any] = {}
-    for f in schema.FEATURES:
-        if f.kind == "categorical":
-            row[f.name] = f.categories[0]
-        else:
-            lo, hi = f.min_value or 0.0, f.max_value or 1.0
-            middle = (lo + hi) / 2
-            row[f.name] = round(middle) if f.integer else middle
-    return pd.DataFrame([row])
-
-
-def check_model(model: LoanModel) -> None:
-    """Raise unless the model gives one finite probability per row."""
-    out = model.predict_proba(smoke_frame())
-    if out.shape != (1,) or not np.isfinite(out).all() or not (0 <= out[0] <= 1):
-        raise ValueError(f"model failed the smoke check: output {out!r}")
-
-
-@dataclass(frozen=True)
-class Served:
-    version: str
-    model: LoanModel
-
-
-class ChampionSlot:
-    """The model being served, swapped atomically when @champion moves."""
-
-    def __init__(self, config: PlatformConfig) -> None:
-        self.config = config
-        self._served: Served | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.last_error: str | None = None
-
-    @property
-    def served(self) -> Served | None:
-        return self._served
-
-    def refresh(self) -> bool:
-        """Load the current @champion if it is not the one served; True if it swapped."""
-        uri, name = self.config.mlflow.tracking_uri, self.config.mlflow.model_name
-        version = registry.alias_version(uri, name, registry.CHAMPION)
-        current = self._served
-        if version is None or (current is not None and current.version == version):
-            return False
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                candidate = registry.load_version(uri, name, version, Path(tmp))
-            check_model(candidate)
-        except Exception as exc:  # keep serving the old model, whatever broke
-            self.last_error = f"version {version} not deployed: {exc}"
-            log.error(self.last_error)
-            return False
-        with self._lock:
-            self._served = Served(version, candidate)
-        self.last_error = None
-        log.info("now serving %s version %s", name, version)
-        return True
-
-    def watch(self) -> threading.Thread:
-        """Poll the registry in a daemon thread until :meth:`stop`."""
-
-        def loop() -> None:
-            while not self._stop.wait(self.config.serving.poll_seconds):
-                try:
-                    self.refresh()
-                except Exception:  # the registry may be briefly down; try again next tick
-                    log.exception("champion refresh failed")
-
-        thread = threading.Thread(target=loop, name="champion-watcher", daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 class OnlineFeatures:
     """Reads the stored features of request rows from the Feast online store."""
 
@@ -150,17 +70,55 @@ class OnlineFeatures:
         self.store = feature_store.open_store(config)
         self.repo = feature_store.repo_objects(config)
 
-    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    def lookup(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[int]]:
+        """Model input for every row, and the positions of rows the store does not know."""
         stored = self._fs.online_features(self.store, self.repo, rows)
-        missing = self._fs.missing_online(stored)
-        if missing:
-            names = ", ".join(
-                f"row {i} (applicant_id={rows[i]['applicant_id']}, zipcode={rows[i]['zipcode']})"
-                for i in missing[:5]
-            )
-            raise UnknownEntities(f"no stored features for {names}")
         request = pd.DataFrame(rows)[[f.name for f in schema.REQUEST_FEATURES]]
-        return pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
+        frame = pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
+        return frame, self._fs.missing_online(stored)
+
+    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Model input for ``rows``; raises UnknownEntities naming rows the store lacks."""
+        frame, missing = self.lookup(rows)
+        if missing:
+            raise UnknownEntities(f"no stored features for {_describe(rows, missing)}")
+        return frame
+
+
+def _describe(rows: list[dict[str, Any]], positions: list[int]) -> str:
+    return ", ".join(
+        f"row {i} (applicant_id={rows[i]['applicant_id']}, zipcode={rows[i]['zipcode']})"
+        for i in positions[:5]
+    )
+
+
+class RowPrediction(BaseModel):
+    """One row's answer from the batched endpoint: a prediction, or why there is none."""
+
+    model_version: str
+    default_probability: float | None = None
+    will_default: bool | None = None
+    error: str | None = None
+
+
+def predict_rows(served: Served, lookup: tuple[pd.DataFrame, list[int]]) -> list[RowPrediction]:
+    """Predictions for the rows the store knows; an error entry for the others, so one bad
+    row in a merged batch does not fail the requests it was batched with."""
+    frame, missing = lookup
+    known = [i for i in range(len(frame)) if i not in set(missing)]
+    out = [
+        RowPrediction(model_version=served.version, error="no stored features for this entity")
+        for _ in range(len(frame))
+    ]
+    if known:
+        probabilities = served.model.predict_proba(frame.iloc[known])
+        for i, p in zip(known, probabilities, strict=True):
+            out[i] = RowPrediction(
+                model_version=served.version,
+                default_probability=float(p),
+                will_default=bool(p >= 0.5),
+            )
+    return out
 
 
 def predict(served: Served, features: pd.DataFrame, model_name: str) -> PredictionResponse:
@@ -179,3 +137,37 @@ BatchOfApplications = Annotated[
     list[LoanApplication],
     Field(min_length=1, max_length=MAX_BATCH_ROWS),
 ]
+
+
+class PredictionLog:
+    """Appends sampled requests and their predictions as JSON lines, one file per day.
+
+    The sink for drift monitoring: what the model was asked, what it answered, which version.
+    """
+
+    def __init__(self, directory: Path, sample_rate: float, seed: int | None = None) -> None:
+        self.directory = directory
+        self.sample_rate = sample_rate
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def record(self, rows: list[dict[str, Any]], response: PredictionResponse) -> bool:
+        if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
+            return False
+        now = datetime.now(UTC)
+        lines = [
+            json.dumps(
+                {
+                    "at": now.isoformat(timespec="milliseconds"),
+                    "model_version": response.model_version,
+                    "request": row,
+                    "default_probability": prediction.default_probability,
+                }
+            )
+            for row, prediction in zip(rows, response.predictions, strict=True)
+        ]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"predictions-{now:%Y-%m-%d}.jsonl"
+        with self._lock, path.open("a") as sink:
+            sink.write("\n".join(lines) + "\n")
+        return True

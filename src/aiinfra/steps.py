@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from aiinfra import evaluate, registry, schema, train, validation
+from aiinfra import evaluate, plots, registry, schema, train, validation
 from aiinfra.config import PlatformConfig
 from aiinfra.model import LoanModel
 
@@ -101,6 +101,8 @@ class Evaluation:
     eval_rows: int
     confusion: list[list[int]]
     report: str
+    roc: dict[str, list[float]]
+    champion_roc: dict[str, list[float]] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -118,12 +120,12 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
     challenger = evaluate.score(challenger_model, eval_part)
     uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
     champion_version = registry.alias_version(uri, name, registry.CHAMPION)
-    champion = None
+    champion = champion_roc = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            champion = evaluate.score(
-                registry.load_version(uri, name, champion_version, Path(tmp)), eval_part
-            )
+            champion_model = registry.load_version(uri, name, champion_version, Path(tmp))
+        champion = evaluate.score(champion_model, eval_part)
+        champion_roc = evaluate.roc_points(champion_model, eval_part)
     decision = evaluate.decide(config.gate, challenger, champion)
     eval_hash = evaluate.frame_hash(eval_part)
     report = evaluate.gate_report(
@@ -140,6 +142,8 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
         len(eval_part),
         evaluate.confusion(challenger_model, eval_part),
         report,
+        evaluate.roc_points(challenger_model, eval_part),
+        champion_roc,
     )
 
 
@@ -183,7 +187,19 @@ def register_model(
         tags,
         {"gate.md": evaluation.report},
         run_name=lineage.get("pipeline_run"),
+        figures={
+            "roc.png": plots.roc_figure(evaluation.roc, evaluation.champion_roc),
+            "confusion_matrix.png": plots.confusion_figure(evaluation.confusion),
+        },
     )
+    if evaluation.champion_version is not None:
+        # Both versions carry the hash of the rows they were compared on.
+        registry.client(config.mlflow.tracking_uri).set_model_version_tag(
+            config.mlflow.model_name,
+            evaluation.champion_version,
+            f"compared_with_v{registered.version}_on",
+            evaluation.eval_hash,
+        )
     return str(registered.version)
 
 

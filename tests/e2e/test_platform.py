@@ -3,11 +3,15 @@ pipeline, BentoML server. Tests run in order and share one platform home."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,11 +19,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aiinfra import demo_data, feature_store, registry, services
 from aiinfra.config import PlatformConfig
 from aiinfra.serving import OnlineFeatures
-from aiinfra_cli.workflow import run_training, sample_request, wait_for_version
+from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
 from tests.conftest import SMOKE, smoke_config
 
@@ -28,7 +35,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfig]:
-    config = smoke_config(tmp_path_factory.mktemp("platform"))
+    # The service polls the registry only every 2 minutes: a deployment within seconds of
+    # a promotion can only come from the registry's webhook.
+    config = smoke_config(tmp_path_factory.mktemp("platform"), poll_seconds=120)
     services.start(services.mlflow_service(config))
     demo_data.write_demo_data(config.data, config.data_dir)
     store = feature_store.open_store(config)
@@ -47,8 +56,7 @@ def first_run(platform: PlatformConfig):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def service_url(platform: PlatformConfig, first_run) -> str:  # type: ignore[no-untyped-def]
-    services.start(services.bentoml_service(platform), timeout=240)
-    return f"http://{platform.serving.host}:{platform.serving.port}"
+    return start_serving(platform)
 
 
 def _versions(config: PlatformConfig) -> list[str]:
@@ -101,6 +109,28 @@ def test_service_answers_with_the_champions_prediction(
         r'aiinfra_serving_model_version\{model_name="loan-default"[^}]*\} 1\.0', metrics
     )
     assert httpx.get(f"{service_url}/readyz").status_code == 200
+
+
+def test_batched_endpoint_answers_each_row_even_with_an_unknown_entity(
+    platform: PlatformConfig, service_url: str
+) -> None:
+    good = sample_request(platform)["rows"][0]
+    unknown = {**good, "applicant_id": 987654}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(
+                lambda body: httpx.post(f"{service_url}/predict_batch", json=body, timeout=30),
+                [{"rows": [good]}] * 12 + [{"rows": [good, unknown]}],
+            )
+        )
+    assert {a.status_code for a in answers} == {200}
+    single = answers[0].json()[0]
+    assert single["error"] is None and 0 < single["default_probability"] < 1
+    mixed = answers[-1].json()
+    assert mixed[0]["default_probability"] == pytest.approx(single["default_probability"])
+    assert mixed[1]["default_probability"] is None and "no stored features" in mixed[1]["error"]
+    empty = httpx.post(f"{service_url}/predict_batch", json={"rows": []}, timeout=10)
+    assert empty.status_code == 400 and "rows" in empty.text
 
 
 BAD_REQUESTS = [
@@ -217,6 +247,42 @@ def test_malformed_bodies_get_4xx(service_url: str, content: bytes, content_type
     assert 400 <= response.status_code < 500, response.text
 
 
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_field_names = st.sampled_from(
+    ["applicant_id", "zipcode", "loan_amount", "term_months", "purpose", "extra"]
+)
+_rows = st.lists(st.dictionaries(_field_names, _json, max_size=6), max_size=3)
+_bodies = st.one_of(st.fixed_dictionaries({"rows": _rows}), _json)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=_bodies)
+def test_fuzzed_requests_never_get_a_5xx(service_url: str, body: object) -> None:
+    # Encoded here: NaN and Infinity tokens are what a sloppy client really sends.
+    content = json.dumps(body, allow_nan=True)
+    for endpoint in ("predict", "predict_batch"):
+        response = httpx.post(
+            f"{service_url}/{endpoint}",
+            content=content,
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code < 500, (endpoint, body, response.status_code, response.text)
+
+
 def test_second_run_that_does_not_win_keeps_the_champion(
     platform: PlatformConfig, service_url: str
 ) -> None:
@@ -258,17 +324,111 @@ def _cli(platform: PlatformConfig, *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_moving_champion_deploys_the_new_version_without_a_restart(
+class Load:
+    """Clients sending predictions in a loop until stopped; every status code is kept."""
+
+    def __init__(self, url: str, body: dict[str, object], clients: int = 4) -> None:
+        self.url, self.body, self.statuses = url, body, []  # type: ignore[var-annotated]
+        self.versions: set[str] = set()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(f"{self.url}/predict", json=self.body)
+                    self.statuses.append(response.status_code)
+                    if response.status_code == 200:
+                        self.versions.add(response.json()["model_version"])
+                except httpx.HTTPError as exc:
+                    self.statuses.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
     platform: PlatformConfig, service_url: str
 ) -> None:
     refused = _cli(platform, "promote", "2")
     assert refused.returncode == 1 and "gate=failed" in refused.stderr
     pid = services.running_pid(services.bentoml_service(platform))
-    done = _cli(platform, "promote", "2", "--force", "--reason", "e2e test")
-    assert done.returncode == 0 and "1 -> 2" in done.stdout, done.stderr
-    answer = wait_for_version(service_url, sample_request(platform), "2", timeout=30)
-    assert answer["model_version"] == "2"
+    with Load(service_url, sample_request(platform)) as load:
+        time.sleep(1)
+        done = _cli(platform, "promote", "2", "--force", "--reason", "e2e test")
+        assert done.returncode == 0 and "1 -> 2" in done.stdout, done.stderr
+        # Well under the 120 s poll: the webhook delivered the move.
+        wait_for_version(service_url, sample_request(platform), "2", timeout=30)
+        time.sleep(1)
+    assert len(load.statuses) > 20 and set(load.statuses) == {200}, set(load.statuses)
+    assert load.versions == {"1", "2"}
     assert services.running_pid(services.bentoml_service(platform)) == pid
+    history = _cli(platform, "history")
+    assert (
+        "promote" in history.stdout and "1 -> 2" in history.stdout and "(forced)" in history.stdout
+    )
+
+
+def test_a_broken_champion_is_never_served_and_the_old_one_stays_up(
+    platform: PlatformConfig, service_url: str, tmp_path: Path
+) -> None:
+    uri, name = platform.mlflow.tracking_uri, platform.mlflow.model_name
+    broken = registry.load_version(uri, name, "2", tmp_path)
+    with torch.no_grad():
+        for p in broken.network.parameters():
+            p.fill_(float("nan"))
+    example = OnlineFeatures(platform).frame(sample_request(platform)["rows"])
+    tags = {"validation": "passed", "gate": "passed"}
+    bad = registry.log_and_register(uri, "e2e", name, broken, example, {}, {}, tags, {}).version
+    with Load(service_url, sample_request(platform)) as load:
+        registry.promote(uri, name, bad, actor="e2e", reason="broken on purpose")
+        deadline = time.monotonic() + 30
+        while "deployment_error" not in registry.version_tags(uri, name, bad):
+            assert time.monotonic() < deadline, "the failed deployment was not recorded"
+            time.sleep(0.5)
+    assert set(load.statuses) == {200} and load.versions == {"2"}
+    assert "smoke check" in registry.version_tags(uri, name, bad)["deployment_error"]
+    assert httpx.get(f"{service_url}/readyz").status_code == 200
+    # Put a good champion back for the tests that follow.
+    assert _cli(platform, "rollback", "--reason", "broken model").returncode == 0
+    assert registry.alias_version(uri, name, "champion") == "2"
+
+
+def test_webhook_rejects_unsigned_and_forged_deliveries(service_url: str) -> None:
+    body = b'{"entity": "model_version_alias", "action": "created", "data": {}}'
+    unsigned = httpx.post(f"{service_url}/hooks/mlflow", content=body)
+    forged = httpx.post(
+        f"{service_url}/hooks/mlflow",
+        content=body,
+        headers={
+            "X-MLflow-Delivery-Id": "x",
+            "X-MLflow-Timestamp": str(int(time.time())),
+            "X-MLflow-Signature": "v1,Zm9yZ2Vk",
+        },
+    )
+    assert unsigned.status_code == 401 and forged.status_code == 401
+    assert "signature" in forged.text
+
+
+def test_requests_and_predictions_are_logged(platform: PlatformConfig) -> None:
+    lines = [
+        json.loads(line)
+        for path in platform.prediction_log_dir.glob("predictions-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(lines) > 20
+    assert {"at", "model_version", "request", "default_probability"} <= set(lines[-1])
+    assert (
+        lines[-1]["request"]["applicant_id"] == sample_request(platform)["rows"][0]["applicant_id"]
+    )
 
 
 def test_corrupted_data_stops_the_run_at_validation(platform: PlatformConfig) -> None:

@@ -8,8 +8,8 @@ import torch
 
 from aiinfra import registry, train
 from aiinfra.config import PlatformConfig, TrainingConfig
+from aiinfra.deployment import ChampionSlot
 from aiinfra.model import LoanModel
-from aiinfra.serving import ChampionSlot
 
 FAST = TrainingConfig(hidden_sizes=[8], epochs=2, device="cpu")
 
@@ -88,3 +88,47 @@ def test_slot_swaps_to_a_good_champion_and_keeps_it_when_the_next_is_broken(
     assert not slot.refresh()
     assert slot.served.version == good
     assert slot.last_error is not None and f"version {bad}" in slot.last_error
+    tags = registry.version_tags(uri, "slot-model", bad)
+    assert "smoke check" in tags["deployment_error"]
+    assert not slot.refresh()  # a rejected version is not reloaded on every poll
+
+
+def test_every_champion_move_is_recorded_and_can_be_rolled_back(
+    config: PlatformConfig, training_frame: pd.DataFrame, model: LoanModel
+) -> None:
+    uri = config.mlflow.tracking_uri
+    first, second = (_register(config, training_frame, model) for _ in range(2))
+    registry.promote(uri, "slot-model", first, actor="alice", reason="first")
+    registry.promote(uri, "slot-model", second, actor="bob", reason="better")
+    assert registry.rollback(uri, "slot-model", actor="carol", reason="latency") == first
+    assert registry.alias_version(uri, "slot-model", registry.CHAMPION) == first
+    last_three = registry.history(uri, "slot-model")[-3:]
+    assert [(m.to_version, m.by, m.kind) for m in last_three] == [
+        (first, "alice", "promote"),
+        (second, "bob", "promote"),
+        (first, "carol", "rollback"),
+    ]
+    assert last_three[2].from_version == second and last_three[2].reason == "latency"
+
+
+def test_concurrent_registrations_get_distinct_versions_and_one_passed_champion(
+    config: PlatformConfig, training_frame: pd.DataFrame, model: LoanModel
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri = config.mlflow.tracking_uri
+
+    def register_and_maybe_promote(i: int) -> str:
+        gate = "passed" if i % 2 == 0 else "failed"
+        version = _register(config, training_frame, model, gate=gate)
+        if gate == "passed":
+            registry.promote(uri, "slot-model", version, actor=f"run-{i}")
+        return version
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(pool.map(register_and_maybe_promote, range(6)))
+    assert len(set(versions)) == 6
+    champion = registry.alias_version(uri, "slot-model", registry.CHAMPION)
+    assert champion in versions
+    assert registry.version_tags(uri, "slot-model", str(champion))["gate"] == "passed"
+    assert champion in {m.to_version for m in registry.history(uri, "slot-model")}

@@ -1,13 +1,8 @@
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from aiinfra.serving import (
-    MAX_BATCH_ROWS,
-    BatchOfApplications,
-    LoanApplication,
-    check_model,
-    smoke_frame,
-)
+from aiinfra.deployment import check_model, smoke_frame
+from aiinfra.serving import MAX_BATCH_ROWS, BatchOfApplications, LoanApplication
 
 GOOD = {
     "applicant_id": 1,

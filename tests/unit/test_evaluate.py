@@ -41,3 +41,31 @@ def test_gate_report_shows_both_models_and_the_decision() -> None:
     decision = evaluate.decide(GATE, {"roc_auc": 0.8}, {"roc_auc": 0.7})
     text = evaluate.gate_report(decision, {"roc_auc": 0.8}, {"roc_auc": 0.7}, "4", "abc", 100)
     assert "PASSED" in text and "| roc_auc | 0.8000 | 0.7000 |" in text and "v4" in text
+
+
+STRICT = GateConfig(
+    metric="roc_auc", min_value=0.6, margin=0.01, min_values={"accuracy": 0.7}, max_regression=0.02
+)
+GOOD = {"roc_auc": 0.80, "accuracy": 0.80, "f1": 0.50, "neg_log_loss": -0.40}
+
+
+def test_every_floor_is_checked() -> None:
+    decision = evaluate.decide(STRICT, {**GOOD, "accuracy": 0.65}, None)
+    assert not decision.passed and "accuracy=0.6500 is below the floor 0.7" in decision.reason
+
+
+def test_a_regression_on_any_metric_blocks_promotion() -> None:
+    champion = {**GOOD, "roc_auc": 0.75, "f1": 0.60}
+    decision = evaluate.decide(STRICT, GOOD, champion)
+    assert not decision.passed and "f1 regresses by 0.1000" in decision.reason
+    assert evaluate.decide(STRICT, GOOD, {**GOOD, "roc_auc": 0.75}).passed
+
+
+def test_roc_points_are_thinned_and_finite(training_frame: pd.DataFrame) -> None:
+    from aiinfra import train
+    from aiinfra.config import TrainingConfig
+
+    model = train.train(training_frame, TrainingConfig(hidden_sizes=[8], epochs=1)).model
+    roc = evaluate.roc_points(model, training_frame, max_points=20)
+    assert len(roc["fpr"]) <= 20 and roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0
+    assert all(0 <= t <= 1 for t in roc["thresholds"])
