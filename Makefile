@@ -6,7 +6,8 @@ PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 
-.PHONY: setup run test test-fast check format bench bench-serving compile down lock clean
+.PHONY: setup run test test-fast check format bench bench-serving bench-data bench-training compile down lock clean \
+        golden team-services
 
 setup: $(STAMP)
 
@@ -41,12 +42,30 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run && $(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.data
+	$(BIN)/python -m benchmarks.training
+
+# Our training loop against hand-written torch: throughput, data path, FLOP/s (CPU; for a GPU
+# machine see benchmarks/gpu/README.md).
+bench-training: setup
+	$(BIN)/python -m benchmarks.training
 
 bench-serving: setup
 	$(BIN)/python -m benchmarks.serving
 
+bench-data: setup
+	$(BIN)/python -m benchmarks.data
+
 compile: setup
 	$(BIN)/aiinfra --config $(CONFIG) compile --output pipeline.yaml
+
+# Rewrite tests/pipelines/golden/ from the cluster profile after an intended spec change.
+golden: setup
+	AIINFRA_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/pipelines/test_cluster_spec.py
+
+# PostgreSQL and Redis from Debian's packages, for the team profile's tests (needs root).
+team-services:
+	scripts/team-services.sh install
 
 down: setup
 	$(BIN)/aiinfra --config $(CONFIG) down

@@ -5,6 +5,7 @@ Examples::
     aiinfra quickstart                      # everything, end to end, on the local profile
     aiinfra --config configs/smoke.yaml run # one training pipeline run on kfp.local
     aiinfra compile --output pipeline.yaml  # KFP IR YAML for a Kubeflow cluster
+    aiinfra retrain --if-drifted            # a run only when recent data drifted
     aiinfra promote 3 --reason "reviewed"   # a person moving @champion
 """
 
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from aiinfra.config import PlatformConfig, load_config
+from aiinfra_cli import cluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Demo data.")
@@ -138,23 +140,9 @@ def run(
     typer.echo(outcome.describe())
 
 
-@app.command("compile")
-def compile_pipeline(output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o")) -> None:
-    """Compile the training pipeline to KFP IR YAML for a Kubeflow cluster.
-
-    Example: aiinfra --config configs/cluster.yaml compile --output pipeline.yaml
-    """
-    from kfp import compiler
-
-    from pipelines.training import build_pipeline
-
-    compiler.Compiler().compile(build_pipeline(state.config), str(output))
-    typer.echo(f"wrote {output}")
-
-
 @app.command()
 def manifests(
-    image: str = typer.Option(..., help="serving image (docker/serving.Dockerfile)"),
+    image: str | None = typer.Option(None, help="serving image (default: kfp.serving_image)"),
     output: Path = typer.Option(..., "--output", "-o", help="YAML file to write"),
     model_version: str | None = typer.Option(None, help="model version to record on the pods"),
     replicas: int = typer.Option(2, min=1, help="HPA minimum (maximum is 4x)"),
@@ -167,7 +155,34 @@ def manifests(
     from aiinfra import k8s
 
     objects = k8s.serving_manifests(
-        state.config, image, replicas, namespace, model_version=model_version
+        state.config,
+        image or state.config.kfp.serving_image,
+        replicas,
+        namespace,
+        model_version=model_version,
+    )
+    output.write_text(k8s.to_yaml(objects))
+    typer.echo(f"wrote {output} ({', '.join(o['kind'] for o in objects)})")
+
+
+@app.command("training-job")
+def training_job_manifests(
+    image: str | None = typer.Option(None, help="components image (default: kfp.image)"),
+    output: Path = typer.Option(..., "--output", "-o", help="YAML file to write"),
+    nodes: int = typer.Option(2, min=1, help="pods (one Master, the rest Workers)"),
+    pvc: str = typer.Option("aiinfra-training", help="shared volume with the training set"),
+    training_set: str = typer.Option("data/training_set.parquet", help="path in the volume"),
+    run_dir: str = typer.Option("runs/latest", help="model, checkpoints, summary: in the volume"),
+    namespace: str = typer.Option("aiinfra"),
+) -> None:
+    """A Kubeflow PyTorchJob for multi-node data-parallel training (torchrun in every pod).
+
+    Example: aiinfra training-job --nodes 4 -o train-job.yaml
+    """
+    from aiinfra import k8s, training_job
+
+    objects = training_job.training_job_manifests(
+        state.config, image or state.config.kfp.image, training_set, run_dir, nodes, pvc, namespace
     )
     output.write_text(k8s.to_yaml(objects))
     typer.echo(f"wrote {output} ({', '.join(o['kind'] for o in objects)})")
@@ -273,6 +288,9 @@ def quickstart() -> None:
         _fail(f"quickstart failed: {exc}")
     typer.echo(json.dumps(report, indent=2))
 
+
+# compile, submit, schedule, retrain: the way to a cluster and retraining without a person.
+cluster.register(app, lambda: state.config)
 
 if __name__ == "__main__":
     app()

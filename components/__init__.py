@@ -12,7 +12,13 @@ from typing import Any
 from kfp import dsl
 
 from components.data import build_training_set, validate_data
-from components.model import evaluate_model, promote_model, register_model, train_model
+from components.model import (
+    evaluate_model,
+    promote_model,
+    register_model,
+    search_hyperparameters,
+    train_model,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class Components:
     evaluate_model: Any
     register_model: Any
     promote_model: Any
+    search_hyperparameters: Any
 
 
 def build(image: str) -> Components:
@@ -38,4 +45,5 @@ def build(image: str) -> Components:
         evaluate_model=component(evaluate_model),
         register_model=component(register_model),
         promote_model=component(promote_model),
+        search_hyperparameters=component(search_hyperparameters),
     )

@@ -1,6 +1,7 @@
 """Components of the model stage: train, evaluate against @champion, register, promote."""
 
 from kfp.dsl import (
+    HTML,
     Artifact,
     ClassificationMetrics,
     Dataset,
@@ -13,16 +14,23 @@ from kfp.dsl import (
 
 
 def train_model(
-    config: str, training_set: Input[Dataset], model: Output[Model], metrics: Output[Metrics]
+    config: str,
+    training_set: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    search: str = "{}",
 ) -> str:
-    """Train the MLP (CUDA when present); returns the training summary as JSON."""
+    """Train the MLP (CUDA when present; with the search's best settings when one ran);
+    returns the training summary as JSON."""
     import json
     from pathlib import Path
 
     from aiinfra.config import config_from_json
     from aiinfra.steps import train_model as step
 
-    summary = step(config_from_json(config), Path(training_set.path), Path(model.path))
+    summary = step(
+        config_from_json(config), Path(training_set.path), Path(model.path), json.loads(search)
+    )
     for key, value in summary.items():
         if isinstance(value, int | float):
             metrics.log_metric(key, value)
@@ -30,6 +38,17 @@ def train_model(
         {"device": summary["device"], "framework": "pytorch", "format": "safetensors"}
     )
     return json.dumps(summary)
+
+
+def search_hyperparameters(config: str, training_set: Input[Dataset], pipeline_run: str) -> str:
+    """Optuna trials, each an MLflow child run; returns the best settings and the run as JSON."""
+    import json
+    from pathlib import Path
+
+    from aiinfra.config import config_from_json
+    from aiinfra.steps import search_hyperparameters as step
+
+    return json.dumps(step(config_from_json(config), Path(training_set.path), pipeline_run))
 
 
 def evaluate_model(
@@ -68,6 +87,7 @@ def register_model(
     training_set: Input[Dataset],
     model: Input[Model],
     evaluation: Input[Artifact],
+    validation_report: Input[HTML],
     training: str,
     git_commit: str,
     pipeline_run: str,
@@ -88,6 +108,7 @@ def register_model(
         Evaluation.from_json(Path(evaluation.path).read_text()),
         json.loads(training),
         lineage,
+        Path(validation_report.path),
     )
 
 

@@ -1,7 +1,12 @@
-# Image every KFP task of the training pipeline runs in (kfp.image in the config).
-# PyPI's torch wheel for Linux carries the CUDA runtime, so the same image trains on a GPU
-# node (NVIDIA driver from the node) and falls back to CPU elsewhere.
-# Build from the repo root:  docker build -f docker/components.Dockerfile -t IMAGE:TAG .
+# Image every KFP task of the training pipeline runs in (kfp.image in the profile).
+# CUDA-capable: PyPI's torch wheel for Linux brings the CUDA runtime libraries (the nvidia-*
+# packages pinned in constraints.txt), so the same image trains on a GPU node (driver from the
+# node) and falls back to CPU elsewhere; no CUDA base image is needed.
+# Build from the repo root:
+#   docker build -f docker/components.Dockerfile --build-arg VERSION=0.1.0 \
+#     -t ghcr.io/ai-infrastructure/aiinfra-components:0.1.0 .
+# The base is pinned by tag; pin it by digest too (python:3.11.7-slim-bookworm@sha256:...)
+# where your registry policy asks for it.
 FROM python:3.11.7-slim-bookworm
 
 ARG VERSION=0.1.0
@@ -9,13 +14,17 @@ LABEL org.opencontainers.image.title="aiinfra-components" \
       org.opencontainers.image.version="${VERSION}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 AIINFRA_HOME=/var/lib/aiinfra
+    PIP_DISABLE_PIP_VERSION_CHECK=1 AIINFRA_HOME=/var/lib/aiinfra \
+    NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 WORKDIR /opt/aiinfra
-# Dependencies first (cached layer), from the same constraints lock as every other install.
-COPY requirements.in constraints.txt ./
-RUN pip install -r requirements.in -c constraints.txt
-COPY pyproject.toml README.md ./
+# Runtime dependencies only (pyproject's list, no test or lint tools), resolved from the same
+# constraints lock as every other install; a layer of its own, rebuilt only when they change.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
+    && pip install -r /tmp/runtime.txt -c constraints.txt \
+    && rm /tmp/runtime.txt
+COPY README.md ./
 COPY src ./src
 COPY aiinfra_cli ./aiinfra_cli
 COPY components ./components
@@ -25,6 +34,8 @@ COPY feature_repo ./feature_repo
 COPY configs ./configs
 RUN pip install --no-deps . && python -c "import aiinfra, components, pipelines"
 
-RUN useradd --create-home --uid 10001 aiinfra && mkdir -p /var/lib/aiinfra \
-    && chown aiinfra /var/lib/aiinfra
-USER aiinfra
+# Non-root, numeric (Kubernetes' runAsNonRoot can only verify a number); the home directory is
+# the mount point of the profile's volume (kfp.pvc) and writable without one.
+RUN useradd --no-log-init --create-home --uid 10001 aiinfra \
+    && mkdir -p /var/lib/aiinfra && chown 10001:10001 /var/lib/aiinfra
+USER 10001:10001

@@ -1,5 +1,8 @@
-# BentoML service serving the MLflow @champion (see serving/service.py).
-# Build from the repo root:  docker build -f docker/serving.Dockerfile -t IMAGE:TAG .
+# BentoML service serving the MLflow @champion (serving/service.py); kfp.serving_image in the
+# profile, the image of `aiinfra manifests`.
+# Build from the repo root:
+#   docker build -f docker/serving.Dockerfile --build-arg VERSION=0.1.0 \
+#     -t ghcr.io/ai-infrastructure/aiinfra-serving:0.1.0 .
 FROM python:3.11.7-slim-bookworm
 
 ARG VERSION=0.1.0
@@ -7,12 +10,16 @@ LABEL org.opencontainers.image.title="aiinfra-serving" \
       org.opencontainers.image.version="${VERSION}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 BENTOML_DO_NOT_TRACK=true BENTOML_HOME=/tmp/bentoml
+    PIP_DISABLE_PIP_VERSION_CHECK=1 BENTOML_DO_NOT_TRACK=true BENTOML_HOME=/tmp/bentoml \
+    AIINFRA_HOME=/var/lib/aiinfra
 
 WORKDIR /opt/aiinfra
-COPY requirements.in constraints.txt ./
-RUN pip install -r requirements.in -c constraints.txt
-COPY pyproject.toml README.md ./
+# Runtime dependencies only, from the same constraints lock (see components.Dockerfile).
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
+    && pip install -r /tmp/runtime.txt -c constraints.txt \
+    && rm /tmp/runtime.txt
+COPY README.md ./
 COPY src ./src
 COPY aiinfra_cli ./aiinfra_cli
 COPY components ./components
@@ -22,8 +29,11 @@ COPY feature_repo ./feature_repo
 COPY configs ./configs
 RUN pip install --no-deps . && python -c "import serving.service"
 
-RUN useradd --create-home --uid 10001 aiinfra
-USER aiinfra
+# Non-root and numeric, the user the Deployment runs as (aiinfra.k8s.RUN_AS_USER); the request
+# log and Feast's local files go under the home directory.
+RUN useradd --no-log-init --create-home --uid 10001 aiinfra \
+    && mkdir -p /var/lib/aiinfra && chown 10001:10001 /var/lib/aiinfra
+USER 10001:10001
 EXPOSE 3000
 # In a cluster the Service routes to the pod, so the server listens on all interfaces there;
 # locally `aiinfra serve` binds 127.0.0.1. Config arrives in AIINFRA_CONFIG_JSON.

@@ -5,9 +5,22 @@ from typing import Any
 from kfp import dsl
 
 import components
-from aiinfra.config import PlatformConfig
+from aiinfra.config import PlatformConfig, TrainingConfig
+from pipelines import task_options
 
 PIPELINE_NAME = "loan-default-training"
+
+
+def request_resources(task: Any, training: TrainingConfig) -> None:
+    """What a training task asks of the cluster (only what is configured), so Kubeflow
+    schedules it on a node with the accelerator; kfp.local ignores it."""
+    if training.accelerator_type:
+        task.set_accelerator_type(training.accelerator_type)
+        task.set_accelerator_limit(training.accelerator_limit)
+    if training.cpu_request:
+        task.set_cpu_request(training.cpu_request)
+    if training.memory_request:
+        task.set_memory_request(training.memory_request)
 
 
 def build_pipeline(config: PlatformConfig) -> Any:
@@ -24,7 +37,17 @@ def build_pipeline(config: PlatformConfig) -> Any:
         data = c.build_training_set(config=config_json).set_display_name("build training set")
         checked = c.validate_data(config=config_json, training_set=data.outputs["training_set"])
         checked.set_display_name("validate data")
-        trained = c.train_model(config=config_json, training_set=data.outputs["training_set"])
+        search: Any = "{}"
+        if config.training.search.trials:  # whether to search is decided at compile time
+            searched = c.search_hyperparameters(
+                config=config_json, training_set=data.outputs["training_set"], pipeline_run=run
+            )
+            request_resources(searched.after(checked), config.training)
+            search = searched.set_display_name("search hyper-parameters").output
+        trained = c.train_model(
+            config=config_json, training_set=data.outputs["training_set"], search=search
+        )
+        request_resources(trained, config.training)
         trained.after(checked).set_display_name("train model")
         evaluated = c.evaluate_model(
             config=config_json,
@@ -36,6 +59,7 @@ def build_pipeline(config: PlatformConfig) -> Any:
             training_set=data.outputs["training_set"],
             model=trained.outputs["model"],
             evaluation=evaluated.outputs["evaluation"],
+            validation_report=checked.outputs["report"],
             training=trained.outputs["Output"],
             git_commit=git_commit,
             pipeline_run=run,
@@ -44,6 +68,7 @@ def build_pipeline(config: PlatformConfig) -> Any:
             c.promote_model(
                 config=config_json, version=registered.output, pipeline_run=run
             ).set_display_name("promote to champion")
+        task_options.configure(config)  # caching, retries, volume, secrets: from the config
         return registered.output
 
     return training_pipeline

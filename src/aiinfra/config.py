@@ -7,17 +7,20 @@ disk or the network beyond reading the YAML file: paths are derived, never creat
 
 from __future__ import annotations
 
+import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Set while rebuilding a config a pipeline passed on: then the environment must not change it.
 _IGNORE_ENV: ContextVar[bool] = ContextVar("_IGNORE_ENV", default=False)
+PROFILE_ENV = "AIINFRA_PROFILE"
 
 
 class _Section(BaseModel):
@@ -37,6 +40,45 @@ class DataConfig(_Section):
 class FeaturesConfig(_Section):
     repo_path: Path = PROJECT_ROOT / "feature_repo"
     feature_service: str = "loan_default_v1"
+    # Team and cluster profiles replace the stores of feature_store.yaml with these (Feast's own
+    # settings, e.g. {type: redis, connection_string: "redis:6379"}). ${VAR} is expanded from
+    # the environment where the store is opened, so secrets stay out of the compiled pipeline.
+    online_store: dict[str, Any] = Field(default_factory=dict)
+    offline_store: dict[str, Any] = Field(default_factory=dict)
+    registry: str | dict[str, Any] | None = Field(None, description="default: <home>/feast")
+
+    def store_settings(self) -> dict[str, Any]:
+        """The stores this profile sets, each ${VAR} replaced from the environment (a missing
+        variable fails here, naming it, rather than as an authentication error later)."""
+        chosen = {
+            "online_store": self.online_store,
+            "offline_store": self.offline_store,
+            "registry": self.registry,
+        }
+        return {key: _expand_env(value) for key, value in chosen.items() if value}
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\}", _env_value, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    return value
+
+
+def _env_value(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name not in os.environ:
+        raise ValueError(f"features: the store settings use ${{{name}}}, which is not set")
+    return os.environ[name]
+
+
+class DriftConfig(_Section):
+    """Distribution drift of new data against the champion's training data."""
+
+    mode: Literal["fail", "warn", "off"] = "fail"
+    psi_threshold: float = Field(0.2, gt=0, description="population stability index limit")
+    ks_threshold: float = Field(0.15, gt=0, le=1, description="KS statistic limit (numeric)")
 
 
 class ValidationConfig(_Section):
@@ -44,6 +86,38 @@ class ValidationConfig(_Section):
     max_rows: int = Field(10_000_000, ge=1)
     min_label_rate: float = Field(0.01, ge=0, le=1)
     max_label_rate: float = Field(0.99, ge=0, le=1)
+    max_age_days: float = Field(30, gt=0, description="the newest row must be at most this old")
+    future_tolerance_minutes: float = Field(5, ge=0, description="clock skew allowed")
+    min_row_ratio: float = Field(0.1, gt=0, description="rows vs the reference, at least")
+    max_row_ratio: float = Field(10, gt=0, description="rows vs the reference, at most")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+
+class SearchConfig(_Section):
+    """Optional hyper-parameter search (Optuna) before training; 0 trials: off.
+
+    Whether the search task is in the pipeline is decided when the pipeline is compiled.
+    """
+
+    trials: int = Field(0, ge=0)
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: training's)")
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
+    weight_decay: tuple[float, float] = (1e-6, 1e-2)  # log-uniform
+    dropout: tuple[float, float] = (0.0, 0.3)
+    hidden_sizes: list[list[int]] = Field(default_factory=lambda: [[32, 16], [64, 32], [128, 64]])
+    timeout_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> SearchConfig:
+        for name in ("learning_rate", "weight_decay", "dropout"):
+            low, high = getattr(self, name)
+            if low > high or low < 0:
+                raise ValueError(f"search.{name}: need 0 <= low <= high, got [{low}, {high}]")
+        if self.learning_rate[0] <= 0 or self.weight_decay[0] <= 0:
+            raise ValueError("search.learning_rate and search.weight_decay are log ranges: > 0")
+        if self.dropout[1] >= 1:
+            raise ValueError("search.dropout must stay below 1")
+        return self
 
 
 class TrainingConfig(_Section):
@@ -53,9 +127,29 @@ class TrainingConfig(_Section):
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     eval_fraction: float = Field(0.2, gt=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 42
+    # Hardware. "auto" precision: bf16 autocast on a CUDA device that has it, else fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = Field(False, description="torch.compile the network (CUDA only)")
+    deterministic: bool = Field(True, description="deterministic kernels: same seed, same model")
+    nproc_per_node: int = Field(1, ge=1, description="data-parallel processes (torchrun)")
+    # A long run: checkpoints, early stopping, progress.
+    checkpoint_every_epochs: int = Field(1, ge=0, description="0: no checkpoints")
+    checkpoint_dir: Path | None = Field(None, description="default: next to the model output")
+    keep_checkpoints: int = Field(2, ge=1)
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without gain; 0: off")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    progress: Literal["auto", "on", "off"] = "auto"  # auto: only on a terminal, never in CI
+    # What the train task asks of a cluster, and what a device-hour costs.
+    accelerator_type: str | None = Field(None, description="e.g. nvidia.com/gpu")
+    accelerator_limit: int = Field(1, ge=1)
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    price_per_device_hour: float = Field(0.0, ge=0)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
 
 class GateConfig(_Section):
@@ -78,6 +172,10 @@ class MlflowConfig(_Section):
     model_name: str = "loan-default"
     host: str = "127.0.0.1"
     port: int = 5000
+    # Stores of the server `aiinfra up` starts. The team profile: PostgreSQL, its password from
+    # libpq's PGPASSWORD in the environment (never in a profile). None: sqlite / <home>/mlflow.
+    backend_store_uri: str | None = None
+    artifacts_destination: str | None = None
 
 
 class ServingConfig(_Section):
@@ -88,8 +186,32 @@ class ServingConfig(_Section):
 
 
 class KfpConfig(_Section):
+    """How the pipeline runs on Kubeflow (``aiinfra compile | submit | schedule``)."""
+
     image: str = "ghcr.io/ai-infrastructure/aiinfra-components:0.1.0"
+    serving_image: str = "ghcr.io/ai-infrastructure/aiinfra-serving:0.1.0"
     enable_caching: bool = False
+    host: str | None = Field(None, description="KFP API endpoint; None: in-cluster or --host")
+    namespace: str | None = Field(None, description="Kubeflow profile namespace (multi-user)")
+    experiment: str = "loan-default"
+    service_account: str | None = None
+    schedule: str = Field("0 0 3 * * 1", description="KFP cron (with seconds): Mondays 03:00")
+    build_retries: int = Field(2, ge=0, description="retries of build-training-set")
+    pvc: str | None = Field(None, description="PersistentVolumeClaim mounted at home in tasks")
+    secret: str | None = Field(None, description="Kubernetes Secret exposed to tasks as env")
+    secret_env: dict[str, str] = Field(default_factory=dict, description="secret key -> env var")
+
+
+class RetrainingConfig(_Section):
+    """When ``aiinfra retrain --if-drifted`` starts a run (see aiinfra.retraining)."""
+
+    window_days: float = Field(7, gt=0, description="recent data: the last N days")
+    p_value: float = Field(0.01, gt=0, lt=1, description="a feature drifts below this p-value")
+    min_effect: float = Field(
+        0.1, gt=0, le=1, description="and above this KS statistic / total variation distance"
+    )
+    min_drifted_features: int = Field(1, ge=1)
+    min_rows: int = Field(50, ge=1, description="fewer recent rows: no decision, no run")
 
 
 class PlatformConfig(BaseSettings):
@@ -109,6 +231,7 @@ class PlatformConfig(BaseSettings):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -153,15 +276,18 @@ class PlatformConfig(BaseSettings):
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformConfig:
-    """Load a YAML profile (default: configs/local.yaml), then env, then ``overrides``."""
-    source = Path(path) if path else PROJECT_ROOT / "configs" / "local.yaml"
+    """Load a YAML profile, then env, then ``overrides``. Without ``path`` the profile is
+    ``configs/$AIINFRA_PROFILE.yaml`` (local, team, cluster; default local): one setting
+    moves every command between profiles."""
+    profile = os.environ.get(PROFILE_ENV)
+    source = Path(path) if path else PROJECT_ROOT / "configs" / f"{profile or 'local'}.yaml"
     raw: dict[str, Any] = {}
     if source.exists():
         loaded = yaml.safe_load(source.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{source}: expected a mapping at the top level")
         raw = loaded or {}
-    elif path is not None:
+    elif path is not None or profile:
         raise FileNotFoundError(f"config file not found: {source}")
     raw.update(overrides)
     config = PlatformConfig(**raw)

@@ -42,6 +42,10 @@ class FeatureRepo:
             self.service,
         ]
 
+    def views(self) -> list[FeatureView]:
+        """The feature views the model's feature service reads."""
+        return [self.applicant_profile, self.zipcode_stats]
+
     def feature_refs(self) -> list[str]:
         """Fully qualified ``view:feature`` names, in schema order."""
         views = {v.name: v for v in (self.applicant_profile, self.zipcode_stats)}

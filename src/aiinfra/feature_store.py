@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from feast import FeatureStore
@@ -30,6 +31,8 @@ def repo_config(config: PlatformConfig) -> RepoConfig:
     if online.get("type", "sqlite") == "sqlite":
         online["path"] = str(config.feast_dir / "online_store.db")
     raw["online_store"] = online
+    # Team/cluster profiles: Redis online store, warehouse or SQL registry, from the config.
+    raw.update(config.features.store_settings())
     raw["repo_path"] = config.features.repo_path
     return RepoConfig(**raw)
 
@@ -66,13 +69,30 @@ def historical_features(
 ) -> pd.DataFrame:
     """Point-in-time join: each row gets the feature values as of its ``event_timestamp``.
 
-    Rows whose entity has no feature value at that time (none yet, or older than the view's
-    TTL) come back with nulls; validation then rejects them rather than training on them.
+    Every entity row comes back, in input order. A row whose entity has no feature value at
+    that time (none yet, or only values older than the view's TTL) gets nulls: the file store
+    would drop such rows when no value precedes them at all, other stores keep them, and we
+    keep them everywhere, so validation names them instead of the training set silently
+    shrinking.
     """
-    joined = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(repo.service.name)
-    ).to_df()
-    return joined
+    stored = stored_feature_names()
+    if entity_df.empty:
+        return entity_df.assign(**{name: pd.Series(dtype="float64") for name in stored})
+    tagged = entity_df.assign(**{_ROW_ID: np.arange(len(entity_df))})
+    merged = tagged
+    # One join per view: the file store drops a row from the whole result when any one view
+    # has no value before it, which would null the other views' perfectly good values.
+    for view in repo.views():
+        keys = [_ROW_ID, *view.join_keys, schema.EVENT_TIMESTAMP]
+        refs = [f"{view.name}:{field.name}" for field in view.features]
+        joined = store.get_historical_features(entity_df=tagged[keys], features=refs).to_df()
+        values = joined[[_ROW_ID, *(field.name for field in view.features)]]
+        merged = merged.merge(values, on=_ROW_ID, how="left", validate="one_to_one")
+    merged = merged.sort_values(_ROW_ID).drop(columns=_ROW_ID).reset_index(drop=True)
+    return merged[[*entity_df.columns, *stored]]
+
+
+_ROW_ID = "__aiinfra_row"
 
 
 def online_features(

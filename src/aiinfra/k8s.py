@@ -67,15 +67,26 @@ def config_map(config: PlatformConfig, namespace: str = "aiinfra") -> Manifest:
 
 
 def deployment(
-    image: str, config_json: str, namespace: str = "aiinfra", model_version: str | None = None
+    image: str,
+    config_json: str,
+    namespace: str = "aiinfra",
+    model_version: str | None = None,
+    secret: str | None = None,
+    secret_env: dict[str, str] | None = None,
 ) -> Manifest:
     """The BentoML pods. ``spec.replicas`` is left out: the HPA owns the replica count, and
-    ``kubectl apply`` would otherwise reset it on every rollout."""
+    ``kubectl apply`` would otherwise reset it on every rollout. ``secret_env`` maps keys of
+    the Secret ``secret`` to environment variables (store passwords the profile expands)."""
     container = {
         "name": "serving",
         "image": image,
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": f"{NAME}-config"}}],
+        "env": [
+            {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for key, env in (secret_env or {}).items()
+            if secret
+        ],
         # Startup (imports of torch, MLflow, Feast) may take a while: up to 5 min before
         # liveness applies. Readiness stays false until a @champion model is loaded.
         "startupProbe": _probe("/livez", initial_delay=5, period=5, failures=60),
@@ -186,7 +197,14 @@ def serving_manifests(
     cm = config_map(config, namespace)
     return [
         cm,
-        deployment(image, cm["data"][CONFIG_KEY], namespace, model_version),
+        deployment(
+            image,
+            cm["data"][CONFIG_KEY],
+            namespace,
+            model_version,
+            config.kfp.secret,
+            config.kfp.secret_env,
+        ),
         service(namespace),
         autoscaler(replicas, namespace),
     ]

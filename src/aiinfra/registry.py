@@ -56,12 +56,15 @@ def log_and_register(
     params: dict[str, Any],
     metrics: dict[str, float],
     tags: dict[str, str],
-    reports: dict[str, str],
+    texts: dict[str, str],
     run_name: str | None = None,
     figures: dict[str, Any] | None = None,
+    history: list[dict[str, float]] | None = None,
 ) -> RegisteredVersion:
-    """Log a run (params, metrics, reports, the model with its signature) and register it.
+    """Log a run (params, metrics, text artifacts by path, the model with its signature) and
+    register it.
 
+    ``history`` holds one row of metrics per epoch (with its ``epoch``), logged as series.
     The version gets ``tags`` at creation and the ``@challenger`` alias.
     """
     mlflow.set_tracking_uri(tracking_uri)
@@ -72,9 +75,12 @@ def log_and_register(
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(params)
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
+        for row in history or []:
+            series = {k: v for k, v in row.items() if k != "epoch" and v == v}
+            mlflow.log_metrics(series, step=int(row["epoch"]))
         mlflow.set_tags(tags)
-        for filename, text in reports.items():
-            mlflow.log_text(text, f"reports/{filename}")
+        for path, text in texts.items():
+            mlflow.log_text(text, path)
         for filename, figure in (figures or {}).items():
             mlflow.log_figure(figure, f"plots/{filename}")
         model_dir = model.save(Path(tmp) / "loan_model")
@@ -98,6 +104,19 @@ def log_and_register(
     return RegisteredVersion(model_name, str(version.version), run.info.run_id, dict(tags))
 
 
+def log_stopped_run(
+    tracking_uri: str, experiment: str, tags: dict[str, str], texts: dict[str, str]
+) -> str:
+    """An MLflow run for a pipeline run that stopped before training: tags and reports only."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name="stopped-at-validation") as run:
+        mlflow.set_tags(tags)
+        for path, text in texts.items():
+            mlflow.log_text(text, path)
+    return str(run.info.run_id)
+
+
 def _ensure_model(tracking_uri: str, name: str) -> str:
     c = client(tracking_uri)
     try:
@@ -118,15 +137,42 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
     return _alias(client(tracking_uri), name, alias)
 
 
+REFERENCE_PROFILE = "reference/profile.json"
+
+
+def champion_reference(tracking_uri: str, name: str) -> tuple[str, dict[str, Any]] | None:
+    """The champion's version and the profile of the data it was trained on, if any."""
+    c = client(tracking_uri)
+    version = _alias(c, name, CHAMPION)
+    if version is None:
+        return None
+    run_id = c.get_model_version(name, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=REFERENCE_PROFILE,
+                dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except Exception:  # a version registered before profiles existed: no reference
+            return None
+        return version, json.loads(Path(local).read_text())
+
+
 def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:
     return dict(client(tracking_uri).get_model_version(name, version).tags)
 
 
 def load_version(tracking_uri: str, name: str, version: str, into: Path) -> LoanModel:
-    """Download a version's weights and config and rebuild it (no unpickling)."""
-    mlflow.set_tracking_uri(tracking_uri)
+    """Download a version's weights and config and rebuild it (no unpickling).
+
+    The registry is asked for the version's artifact location explicitly: a ``models:/`` URI
+    would be resolved against the process-wide registry URI (MLFLOW_REGISTRY_URI), which may
+    name another server."""
+    location = client(tracking_uri).get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version}", dst_path=str(into), tracking_uri=tracking_uri
+        artifact_uri=location, dst_path=str(into), tracking_uri=tracking_uri
     )
     matches = list(Path(local).rglob("model.json"))
     if not matches:

@@ -6,6 +6,7 @@ and healthy is a no-op, so ``make run`` can be repeated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -54,10 +55,11 @@ def mlflow_service(config: PlatformConfig) -> Service:
         "--port",
         str(m.port),
         "--backend-store-uri",
-        f"sqlite:///{store / 'mlflow.db'}",
+        # The team profile's PostgreSQL URI names no password: libpq reads PGPASSWORD.
+        m.backend_store_uri or f"sqlite:///{store / 'mlflow.db'}",
         # Proxied artifacts: clients upload through the server, never to its disk directly.
         "--artifacts-destination",
-        str(store / "artifacts"),
+        m.artifacts_destination or str(store / "artifacts"),
         "--workers",
         "1",
     ]
@@ -140,6 +142,13 @@ def wait_healthy(url: str, timeout: float) -> bool:
         return False
 
 
+def _inherited_env() -> dict[str, str]:
+    """This process's environment, less the MLflow URIs that MLflow's own setters export:
+    a service takes its servers from its config, never from whoever started it."""
+    leaked = {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}
+    return {k: v for k, v in os.environ.items() if k not in leaked}
+
+
 def start(service: Service, timeout: float = 120) -> int:
     """Start ``service`` detached (or reuse a healthy one) and wait until it answers."""
     pid = running_pid(service)
@@ -151,7 +160,7 @@ def start(service: Service, timeout: float = 120) -> int:
     with service.log_file.open("ab") as log:
         process = subprocess.Popen(
             service.command,
-            env={**os.environ, **service.env},
+            env={**_inherited_env(), **service.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -179,6 +188,10 @@ def stop(service: Service, timeout: float = 20) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Reap the leader when this process started it: an exited child stays a zombie, and
+        # a zombie still counts as alive below (the wait would always run to SIGKILL).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

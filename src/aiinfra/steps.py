@@ -14,9 +14,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 
-from aiinfra import evaluate, plots, registry, schema, train, validation
+from aiinfra import (
+    distributed,
+    drift,
+    evaluate,
+    launch,
+    plots,
+    registry,
+    retraining,
+    schema,
+    search,
+    train,
+    validation,
+)
 from aiinfra.config import PlatformConfig
 from aiinfra.model import LoanModel
 
@@ -60,32 +73,77 @@ def build_training_set(config: PlatformConfig, output: Path) -> TrainingSetInfo:
 def validate_training_set(
     config: PlatformConfig, training_set: Path, markdown_out: Path, html_out: Path | None = None
 ) -> validation.ValidationReport:
-    """Run the suite; write the report; raise DataValidationError if the data broke it."""
+    """Run the suite and the drift tests against the champion's training data; write the
+    report; raise DataValidationError if the data failed."""
     frame = pd.read_parquet(training_set)
-    report = validation.validate(frame, config.validation)
+    mlflow.set_tracking_uri(config.mlflow.tracking_uri)
+    found = registry.champion_reference(config.mlflow.tracking_uri, config.mlflow.model_name)
+    report = validation.validate(frame, config.validation, None if found is None else found[1])
     markdown_out.parent.mkdir(parents=True, exist_ok=True)
     markdown_out.write_text(report.markdown())
     if html_out is not None:
         html_out.write_text(report.html())
-    log.info(report.summary())
+    print(report.summary(), flush=True)  # the one-line verdict in the task's log
     if not report.success:
+        # Stopped runs are visible in MLflow too (no model, no version): the report and why.
+        registry.log_stopped_run(
+            config.mlflow.tracking_uri,
+            config.mlflow.experiment,
+            {"validation": "failed", "validation_summary": report.summary()[:4000]},
+            {"reports/validation.html": report.html(), "reports/validation.md": report.markdown()},
+        )
         raise validation.DataValidationError(report)
     return report
 
 
-def train_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> dict[str, Any]:
+def train_model(
+    config: PlatformConfig,
+    training_set: Path,
+    model_dir: Path,
+    search_outcome: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train (with the search's best settings, if a search ran); returns the summary.
+
+    Checkpoints go beside the model output unless ``training.checkpoint_dir`` says otherwise,
+    so a restarted task resumes. With ``training.nproc_per_node`` > 1 the task runs torchrun.
+    """
+    outcome = search_outcome or {}
+    hyperparameters = outcome.get("hyperparameters", {})
+    checkpoints = launch.checkpoint_dir_for(config, model_dir)
+    nproc = config.training.nproc_per_node
+    summary: dict[str, Any]
+    if nproc > 1 and not distributed.from_env().distributed:
+        summary = launch.run_torchrun(
+            config, training_set, model_dir, nproc, checkpoints, hyperparameters
+        )
+    else:
+        summary = launch.train_to_dir(config, training_set, model_dir, checkpoints, hyperparameters)
+    if "run_id" in outcome:
+        summary["search_run_id"] = outcome["run_id"]
+    return summary
+
+
+def search_hyperparameters(
+    config: PlatformConfig, training_set: Path, pipeline_run: str
+) -> dict[str, Any]:
+    """Optuna trials on the training part (each an MLflow child run); the best settings."""
+    from aiinfra import search  # optuna is imported only where a search runs
+
     frame = pd.read_parquet(training_set)
     train_part, _ = train.split_by_time(frame, config.training.eval_fraction)
-    result = train.train(train_part, config.training)
-    result.model.save(model_dir)
-    last = result.history[-1]
+    found = search.run(
+        train_part,
+        config.training,
+        config.mlflow.tracking_uri,
+        config.mlflow.experiment,
+        run_name=f"search-{pipeline_run}",
+    )
     return {
-        "device": result.device,
-        "train_seconds": round(result.seconds, 3),
-        "samples_per_second": round(result.samples_per_second, 1),
-        "train_loss": last["train_loss"],
-        "val_loss": last["val_loss"],
-        "train_rows": len(train_part),
+        "hyperparameters": found.best,
+        "best_val_loss": found.best_val_loss,
+        "trials": found.trials,
+        "pruned": found.pruned,
+        "run_id": found.run_id,
     }
 
 
@@ -154,6 +212,7 @@ def register_model(
     evaluation: Evaluation,
     training: dict[str, Any],
     lineage: dict[str, str],
+    validation_report: Path | None = None,
 ) -> str:
     """Log the run and register a version tagged with its lineage and its checks."""
     frame = pd.read_parquet(training_set)
@@ -169,13 +228,26 @@ def register_model(
         "gate_metric": evaluation.metric,
         "champion_at_evaluation": evaluation.champion_version or "none",
     }
+    if "search_run_id" in training:
+        tags["search_run_id"] = training["search_run_id"]
+    trained_with = search.apply(config.training, training.get("hyperparameters") or {})
     params = {
-        **{f"training.{k}": v for k, v in config.training.model_dump().items()},
+        **{f"training.{k}": v for k, v in trained_with.model_dump().items()},
         "data.rows": len(frame),
-        "device": training.get("device", "unknown"),
+        **{k: training.get(k, "unknown") for k in ("device", "device_name", "precision")},
+        "energy_source": training.get("energy_source", "unavailable"),
     }
+    history: list[dict[str, float]] = training.get("history", [])
+    per_epoch = {k for row in history for k in row}
     metrics = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
-    metrics.update({k: float(v) for k, v in training.items() if isinstance(v, int | float)})
+    # Per-epoch values go in as series (step = epoch), not again as one more point.
+    metrics.update(
+        {
+            k: float(v)
+            for k, v in training.items()
+            if isinstance(v, int | float) and k not in per_epoch
+        }
+    )
     registered = registry.log_and_register(
         config.mlflow.tracking_uri,
         config.mlflow.experiment,
@@ -185,13 +257,25 @@ def register_model(
         params,
         metrics,
         tags,
-        {"gate.md": evaluation.report},
+        {
+            "reports/gate.md": evaluation.report,
+            # What the next run's data is compared with (drift), if this version becomes champion.
+            registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame)),
+            **(
+                {"reports/validation.html": validation_report.read_text()}
+                if validation_report is not None and validation_report.exists()
+                else {}
+            ),
+        },
         run_name=lineage.get("pipeline_run"),
+        history=history,
         figures={
             "roc.png": plots.roc_figure(evaluation.roc, evaluation.champion_roc),
             "confusion_matrix.png": plots.confusion_figure(evaluation.confusion),
         },
     )
+    # A sample of the training rows: what `aiinfra retrain --if-drifted` compares with.
+    retraining.log_reference(config.mlflow.tracking_uri, registered.run_id, frame)
     if evaluation.champion_version is not None:
         # Both versions carry the hash of the rows they were compared on.
         registry.client(config.mlflow.tracking_uri).set_model_version_tag(

@@ -1,15 +1,17 @@
-"""Data validation with Great Expectations 1.x, the suite derived from the declared schema."""
+"""Data validation: a Great Expectations 1.x suite derived from the declared schema and the
+reference data's statistics, plus distribution drift against that reference."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from aiinfra import schema
+from aiinfra import drift, schema
 from aiinfra.config import ValidationConfig
+from aiinfra.drift import FeatureDrift
 
 INTEGER_TYPES = ["int8", "int16", "int32", "int64", "Int64", "int"]
 FLOAT_TYPES = ["float16", "float32", "float64", "Float64", "float", *INTEGER_TYPES]
@@ -17,7 +19,7 @@ STRING_TYPES = ["object", "str", "string", "string[python]", "category"]
 
 
 class DataValidationError(RuntimeError):
-    """The data broke the suite; the message names every failed expectation."""
+    """The data broke the suite (or drifted, in fail mode); the message names every failure."""
 
     def __init__(self, report: ValidationReport) -> None:
         self.report = report
@@ -41,93 +43,106 @@ class CheckResult:
 class ValidationReport:
     checks: list[CheckResult]
     n_rows: int
+    drift: list[FeatureDrift] = field(default_factory=list)
+    drift_mode: str = "off"
+    reference_rows: int | None = None  # None: no reference (no champion yet)
 
     @property
-    def success(self) -> bool:
-        return all(c.success for c in self.checks)
+    def drifted(self) -> list[FeatureDrift]:
+        return [d for d in self.drift if d.drifted]
 
     @property
     def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.success]
+        failed = [c for c in self.checks if not c.success]
+        if self.drift_mode == "fail":
+            failed += [_drift_check(d) for d in self.drifted]
+        return failed
+
+    @property
+    def success(self) -> bool:
+        return not self.failed
 
     def summary(self) -> str:
-        passed = len(self.checks) - len(self.failed)
+        """One line for the log: the verdict, the counts, and every failure named."""
+        total = len(self.checks) + (len(self.drift) if self.drift_mode == "fail" else 0)
         verdict = "passed" if self.success else "FAILED"
-        head = f"validation {verdict}: {passed}/{len(self.checks)} checks on {self.n_rows} rows"
+        head = (
+            f"validation {verdict}: {total - len(self.failed)}/{total} checks on {self.n_rows} rows"
+        )
+        if self.drift_mode == "warn" and self.drifted:
+            head += "; drift (warning only): " + ", ".join(d.feature for d in self.drifted)
         if self.success:
             return head
         return head + "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
 
     def markdown(self) -> str:
-        lines = [
-            f"# Data validation: {'passed' if self.success else 'FAILED'}",
-            "",
-            self.summary(),
-            "",
-            "| check | result | detail | sample values |",
-            "|---|---|---|---|",
-        ]
-        for c in sorted(self.checks, key=lambda c: c.success):
-            samples = ", ".join(map(str, c.samples[:5]))
-            lines.append(
-                f"| `{c.name}` | {'pass' if c.success else '**FAIL**'} | {c.detail} | {samples} |"
-            )
-        return "\n".join(lines) + "\n"
+        from aiinfra.validation_report import render_markdown
+
+        text: str = render_markdown(self)
+        return text
 
     def html(self) -> str:
-        """Self-contained page (inline style, no external assets): renders offline."""
-        rows = "".join(
-            f"<tr class={'ok' if c.success else 'bad'}><td><code>{html.escape(c.name)}</code></td>"
-            f"<td>{'pass' if c.success else 'FAIL'}</td><td>{html.escape(c.detail)}</td>"
-            f"<td>{html.escape(', '.join(map(str, c.samples[:5])))}</td></tr>"
-            for c in sorted(self.checks, key=lambda c: c.success)
-        )
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px}.bad{background:#fdd}.ok{background:#efe}"
-            "</style></head><body>"
-            f"<h1>Data validation: {'passed' if self.success else 'FAILED'}</h1>"
-            f"<p>{html.escape(self.summary())}</p><table><tr><th>check</th><th>result</th>"
-            f"<th>detail</th><th>sample values</th></tr>{rows}</table></body></html>"
-        )
+        from aiinfra.validation_report import render_html
+
+        page: str = render_html(self)
+        return page
 
 
-def build_suite(config: ValidationConfig) -> Any:
-    """The expectation suite for a training set, from the schema and the configured bounds."""
+def _drift_check(d: FeatureDrift) -> CheckResult:
+    detail = f"PSI {d.psi:.3f}, {d.test.split('+')[1]} {d.statistic:.3f}; {d.detail}"
+    return CheckResult("distribution_drift", d.feature, False, detail)
+
+
+def build_suite(
+    config: ValidationConfig, reference: dict[str, Any] | None = None, now: datetime | None = None
+) -> Any:
+    """The expectation suite for a training set: schema, configured bounds, reference size."""
     import great_expectations as gx
 
+    now = now or datetime.now(UTC)
     e: Any = gx.expectations
     suite = gx.ExpectationSuite(name="training_set")
     add = suite.add_expectation
     add(e.ExpectTableColumnsToMatchSet(column_set=list(schema.TRAINING_COLUMNS), exact_match=True))
-    add(e.ExpectTableRowCountToBeBetween(min_value=config.min_rows, max_value=config.max_rows))
+    low, high = config.min_rows, config.max_rows
+    if reference is not None:  # a training set far smaller or larger than the last is suspect
+        low = max(low, int(reference["rows"] * config.min_row_ratio))
+        high = min(high, int(reference["rows"] * config.max_row_ratio))
+    add(e.ExpectTableRowCountToBeBetween(min_value=low, max_value=high))
     add(e.ExpectColumnValuesToBeUnique(column=schema.LOAN_ID))
+    add(
+        e.ExpectCompoundColumnsToBeUnique(column_list=[schema.APPLICANT_ID, schema.EVENT_TIMESTAMP])
+    )
     for column in (*schema.ROW_KEYS, *schema.FEATURE_NAMES, schema.LABEL):
         add(e.ExpectColumnValuesToNotBeNull(column=column))
+    # Freshness: nothing from the future, and the newest row not older than allowed.
+    latest = now + timedelta(minutes=config.future_tolerance_minutes)
+    add(e.ExpectColumnValuesToBeBetween(column=schema.EVENT_TIMESTAMP, max_value=latest))
+    oldest = now - timedelta(days=config.max_age_days)
+    add(e.ExpectColumnMaxToBeBetween(column=schema.EVENT_TIMESTAMP, min_value=oldest))
     for f in schema.FEATURES:
         if f.kind == "categorical":
             add(e.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
             add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=STRING_TYPES))
         else:
-            add(
-                e.ExpectColumnValuesToBeBetween(
-                    column=f.name, min_value=f.min_value, max_value=f.max_value
-                )
-            )
+            bounds = {"min_value": f.min_value, "max_value": f.max_value}
+            add(e.ExpectColumnValuesToBeBetween(column=f.name, **bounds))
             types = INTEGER_TYPES if f.integer else FLOAT_TYPES
             add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=types))
+    # The label: binary, and not collapsed to (almost) one class.
     add(e.ExpectColumnValuesToBeInSet(column=schema.LABEL, value_set=[0, 1]))
-    add(
-        e.ExpectColumnMeanToBeBetween(
-            column=schema.LABEL, min_value=config.min_label_rate, max_value=config.max_label_rate
-        )
-    )
+    rate = {"min_value": config.min_label_rate, "max_value": config.max_label_rate}
+    add(e.ExpectColumnMeanToBeBetween(column=schema.LABEL, **rate))
     return suite
 
 
-def validate(frame: pd.DataFrame, config: ValidationConfig) -> ValidationReport:
-    """Run the suite on ``frame`` in an ephemeral GX context; never raises on bad data."""
+def validate(
+    frame: pd.DataFrame,
+    config: ValidationConfig,
+    reference: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> ValidationReport:
+    """Run the suite and the drift tests on ``frame``; never raises on bad data."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -138,12 +153,21 @@ def validate(frame: pd.DataFrame, config: ValidationConfig) -> ValidationReport:
         .add_dataframe_asset("training_set")
         .add_batch_definition_whole_dataframe("all")
     )
-    suite = context.suites.add(build_suite(config))
+    suite = context.suites.add(build_suite(config, reference, now))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="training_set", data=batch, suite=suite)
     )
     result = definition.run(batch_parameters={"dataframe": frame})
-    return ValidationReport([_check(r) for r in result.results], len(frame))
+    drifts = []
+    if reference is not None and config.drift.mode != "off" and len(frame):
+        drifts = drift.compare(reference, frame, config.drift)
+    return ValidationReport(
+        [_check(r) for r in result.results],
+        len(frame),
+        drifts,
+        config.drift.mode if reference is not None else "off",
+        None if reference is None else int(reference["rows"]),
+    )
 
 
 def _check(result: Any) -> CheckResult:
@@ -162,7 +186,7 @@ def _check(result: Any) -> CheckResult:
         detail += _bounds(kwargs)
     return CheckResult(
         expectation=cfg.type,
-        column=kwargs.get("column"),
+        column=kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or None,
         success=bool(result.success),
         detail=detail,
         samples=list(details.get("partial_unexpected_list") or [])[:10],

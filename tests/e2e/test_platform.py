@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,12 +22,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiinfra import demo_data, feature_store, registry, services
+from aiinfra import registry, services
 from aiinfra.config import PlatformConfig
 from aiinfra.serving import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
 from tests.conftest import SMOKE, smoke_config
+from tests.e2e.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +38,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfi
     # The service polls the registry only every 2 minutes: a deployment within seconds of
     # a promotion can only come from the registry's webhook.
     config = smoke_config(tmp_path_factory.mktemp("platform"), poll_seconds=120)
-    services.start(services.mlflow_service(config))
-    demo_data.write_demo_data(config.data, config.data_dir)
-    store = feature_store.open_store(config)
-    repo = feature_store.repo_objects(config)
-    feature_store.apply(store, repo)
-    feature_store.materialize(store, repo, datetime.now(UTC))
-    yield config
-    for service in (services.bentoml_service(config), services.mlflow_service(config)):
-        services.stop(service)
+    yield from running_platform(config)
 
 
 @pytest.fixture(scope="module")
@@ -133,83 +125,20 @@ def test_batched_endpoint_answers_each_row_even_with_an_unknown_entity(
     assert empty.status_code == 400 and "rows" in empty.text
 
 
+def _row(**change: object) -> dict[str, object]:
+    good = {"applicant_id": 1, "zipcode": "10000", "loan_amount": 900, "term_months": 36}
+    row = {**good, "purpose": "car", **change}
+    return {k: v for k, v in row.items() if v is not None}
+
+
 BAD_REQUESTS = [
     ({"rows": []}, "rows"),
-    (
-        {"rows": [{"applicant_id": 1, "zipcode": "10000", "loan_amount": 1000, "term_months": 36}]},
-        "purpose",
-    ),
-    (
-        {
-            "rows": [
-                {
-                    "applicant_id": 1,
-                    "zipcode": "10000",
-                    "loan_amount": "lots",
-                    "term_months": 36,
-                    "purpose": "car",
-                }
-            ]
-        },
-        "loan_amount",
-    ),
-    (
-        {
-            "rows": [
-                {
-                    "applicant_id": 1,
-                    "zipcode": "10000",
-                    "loan_amount": 1e9,
-                    "term_months": 36,
-                    "purpose": "car",
-                }
-            ]
-        },
-        "loan_amount",
-    ),
-    (
-        {
-            "rows": [
-                {
-                    "applicant_id": 1,
-                    "zipcode": "10000",
-                    "loan_amount": 900,
-                    "term_months": 36,
-                    "purpose": "yacht",
-                }
-            ]
-        },
-        "purpose",
-    ),
-    (
-        {
-            "rows": [
-                {
-                    "applicant_id": 1,
-                    "zipcode": "10000",
-                    "loan_amount": 900,
-                    "term_months": 36,
-                    "purpose": "car",
-                    "ssn": "1",
-                }
-            ]
-        },
-        "ssn",
-    ),
-    (
-        {
-            "rows": [
-                {
-                    "applicant_id": 987654,
-                    "zipcode": "99999",
-                    "loan_amount": 900,
-                    "term_months": 36,
-                    "purpose": "car",
-                }
-            ]
-        },
-        "applicant_id=987654",
-    ),
+    ({"rows": [_row(purpose=None)]}, "purpose"),
+    ({"rows": [_row(loan_amount="lots")]}, "loan_amount"),
+    ({"rows": [_row(loan_amount=1e9)]}, "loan_amount"),
+    ({"rows": [_row(purpose="yacht")]}, "purpose"),
+    ({"rows": [_row(ssn="1")]}, "ssn"),
+    ({"rows": [_row(applicant_id=987654, zipcode="99999")]}, "applicant_id=987654"),
     ({"rows": "not a list"}, "rows"),
     ({}, "rows"),
 ]

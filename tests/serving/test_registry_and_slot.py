@@ -27,7 +27,7 @@ def _register(
         {"epochs": 2},
         {"eval_roc_auc": 0.7},
         tags,
-        {"gate.md": "# test"},
+        {"reports/gate.md": "# test"},
     ).version
 
 

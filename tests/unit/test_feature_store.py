@@ -110,3 +110,47 @@ def test_repo_config_keeps_state_under_home(store_env) -> None:  # type: ignore[
     config, _, _ = store_env
     rc = feature_store.repo_config(config)
     assert Path(rc.online_store.path).parent == config.feast_dir
+
+
+def test_ttl_edges_and_entities_without_history_are_kept_with_nulls(  # type: ignore[no-untyped-def]
+    store_env, demo: demo_data.DemoData
+) -> None:
+    """A value is used while entity_ts - TTL <= feature_ts <= entity_ts; rows with no usable
+    value are kept, with nulls, in input order (the file store alone would drop some)."""
+    _, store, repo = store_env
+    profiles = demo.applicants.sort_values(schema.EVENT_TIMESTAMP)
+    first = profiles.groupby(schema.APPLICANT_ID).head(1).iloc[0]
+    last = profiles[profiles[schema.APPLICANT_ID] == first[schema.APPLICANT_ID]].iloc[-1]
+    second = timedelta(seconds=1)
+    stamps = {
+        "before any profile": first[schema.EVENT_TIMESTAMP] - second,
+        "at the first profile": first[schema.EVENT_TIMESTAMP],
+        "at the TTL edge": last[schema.EVENT_TIMESTAMP] + TTL,
+        "past the TTL": last[schema.EVENT_TIMESTAMP] + TTL + second,
+    }
+    entity_df = pd.DataFrame(
+        {
+            schema.LOAN_ID: range(len(stamps)),
+            schema.APPLICANT_ID: int(first[schema.APPLICANT_ID]),
+            schema.ZIPCODE: first[schema.ZIPCODE],
+            schema.EVENT_TIMESTAMP: list(stamps.values()),
+        }
+    )
+    got = feature_store.historical_features(store, repo, entity_df)
+    assert list(got[schema.LOAN_ID]) == list(range(len(stamps)))
+    score = dict(zip(stamps, got["credit_score"], strict=True))
+    assert pd.isna(score["before any profile"])
+    assert score["at the first profile"] == first["credit_score"]
+    assert score["at the TTL edge"] == last["credit_score"]
+    assert pd.isna(score["past the TTL"])
+
+
+def test_an_empty_entity_frame_gives_an_empty_training_set(store_env) -> None:  # type: ignore[no-untyped-def]
+    _, store, repo = store_env
+    empty = pd.DataFrame(
+        {c: pd.Series(dtype="int64") for c in (schema.LOAN_ID, schema.APPLICANT_ID)}
+        | {schema.ZIPCODE: pd.Series(dtype="object")}
+        | {schema.EVENT_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}
+    )
+    got = feature_store.historical_features(store, repo, empty)
+    assert got.empty and "credit_score" in got.columns

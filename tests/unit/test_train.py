@@ -49,3 +49,76 @@ def test_better_model_scores_better(training_frame: pd.DataFrame) -> None:
     )
     bad = evaluate.score(train.train(shuffled, CONFIG).model, held_out)["roc_auc"]
     assert good > bad + 0.1
+
+
+def test_same_config_data_and_seed_give_the_same_run(training_frame: pd.DataFrame) -> None:
+    config = CONFIG.model_copy(update={"epochs": 3})
+    a, b = train.train(training_frame, config), train.train(training_frame, config)
+    sa, sb = a.model.network.state_dict(), b.model.network.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    losses = [(r["train_loss"], r["val_loss"]) for r in a.history]
+    assert losses == [(r["train_loss"], r["val_loss"]) for r in b.history]
+    other = train.train(training_frame, config.model_copy(update={"seed": 7}))
+    so = other.model.network.state_dict()
+    assert not all(torch.equal(sa[k], so[k]) for k in sa)
+
+
+def test_early_stopping_keeps_the_best_epoch(training_frame: pd.DataFrame) -> None:
+    # A learning rate this high overfits the small set within a few epochs.
+    config = CONFIG.model_copy(
+        update={"epochs": 60, "learning_rate": 0.05, "early_stopping_patience": 3}
+    )
+    result = train.train(training_frame, config)
+    vals = [r["val_loss"] for r in result.history]
+    assert result.stopped_early and len(vals) < 60
+    assert result.best_epoch == result.model_epoch == vals.index(min(vals))
+    assert len(vals) == result.best_epoch + 1 + 3  # patience epochs after the best one
+    _, watch = train.split_by_time(training_frame, config.eval_fraction)
+    x = torch.from_numpy(result.model.encoder.transform(watch))
+    y = torch.from_numpy(watch[schema.LABEL].to_numpy(dtype="float32"))
+    loss = float(train.eval_step(result.model.network, x, y)) / len(watch)
+    assert loss == pytest.approx(min(vals), rel=1e-5)  # the weights are the best epoch's
+
+
+def test_cosine_schedule_and_per_epoch_history(training_frame: pd.DataFrame) -> None:
+    config = CONFIG.model_copy(update={"epochs": 4, "lr_schedule": "cosine"})
+    history = train.train(training_frame, config).history
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    lrs = [r["lr"] for r in history]
+    assert lrs[0] == config.learning_rate and lrs == sorted(lrs, reverse=True)
+    assert all(r["epoch_seconds"] > 0 for r in history)
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(
+    training_frame: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train.train(training_frame, CONFIG.model_copy(update={"epochs": 2, "progress": "on"}))
+    shown = capsys.readouterr().err
+    assert "training" in shown and "2/2" in shown and "val_loss" in shown
+    train.train(training_frame, CONFIG.model_copy(update={"epochs": 2}))  # auto: not a tty
+    assert capsys.readouterr().err == ""
+
+
+def test_bf16_on_cpu_falls_back_to_fp32(training_frame: pd.DataFrame) -> None:
+    result = train.train(
+        training_frame, CONFIG.model_copy(update={"epochs": 1, "precision": "bf16"})
+    )
+    assert result.precision == "fp32" and result.model.metadata["precision"] == "fp32"
+
+
+def test_training_settings_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from aiinfra import search
+    from aiinfra.config import SearchConfig
+
+    with pytest.raises(ValidationError, match="learning_rate"):
+        SearchConfig(learning_rate=(1e-2, 1e-4))
+    with pytest.raises(ValidationError, match="log ranges"):
+        SearchConfig(weight_decay=(0.0, 1e-2))
+    with pytest.raises(ValidationError):
+        TrainingConfig(precision="fp16")  # type: ignore[arg-type]
+    assert search.apply(CONFIG, {}) is CONFIG
+    assert search.apply(CONFIG, {"dropout": 0.0}).dropout == 0.0
+    with pytest.raises(ValueError, match="unknown training settings: nope"):
+        search.apply(CONFIG, {"nope": 1})

@@ -78,3 +78,63 @@ def test_report_carries_counts_and_samples(training_frame: pd.DataFrame) -> None
 def test_error_message_names_the_failed_checks(training_frame: pd.DataFrame) -> None:
     report = validate(_set("credit_score", 2000)(training_frame), CONFIG)
     assert "expect_column_values_to_be_between(credit_score)" in str(DataValidationError(report))
+
+
+def _shift(column: str, factor: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def corrupt(frame: pd.DataFrame) -> pd.DataFrame:
+        f = schema.feature(column)
+        return frame.assign(**{column: (frame[column] * factor).clip(f.min_value, f.max_value)})
+
+    return corrupt
+
+
+def test_freshness_future_and_stale_rows_are_named(training_frame: pd.DataFrame) -> None:
+    future = training_frame.copy()
+    future.loc[future.index[:3], schema.EVENT_TIMESTAMP] += pd.Timedelta(days=30)
+    report = validate(future, CONFIG)
+    assert "expect_column_values_to_be_between(event_timestamp)" in [c.name for c in report.failed]
+    stale = training_frame.assign(
+        **{schema.EVENT_TIMESTAMP: training_frame[schema.EVENT_TIMESTAMP] - pd.Timedelta(days=90)}
+    )
+    report = validate(stale, CONFIG)
+    assert "expect_column_max_to_be_between(event_timestamp)" in [c.name for c in report.failed]
+
+
+def test_same_applicant_twice_at_the_same_time_is_a_duplicate(training_frame: pd.DataFrame) -> None:
+    twin = training_frame.head(1).assign(**{schema.LOAN_ID: 10**9})
+    report = validate(pd.concat([training_frame, twin], ignore_index=True), CONFIG)
+    failed = [c.name for c in report.failed]
+    assert "expect_compound_columns_to_be_unique(applicant_id,event_timestamp)" in failed
+
+
+def test_drift_against_the_reference_fails_the_gate_and_is_reported(
+    training_frame: pd.DataFrame,
+) -> None:
+    from aiinfra.drift import build_profile
+
+    reference = build_profile(training_frame)
+    clean = validate(training_frame, CONFIG, reference)
+    assert clean.success and clean.drift and not clean.drifted, clean.summary()
+    shifted = validate(_shift("loan_amount", 2.5)(training_frame), CONFIG, reference)
+    assert not shifted.success
+    assert "distribution_drift(loan_amount)" in [c.name for c in shifted.failed]
+    assert [d.feature for d in shifted.drifted] == ["loan_amount"]
+    assert "loan_amount" in shifted.html() and "PSI" in shifted.markdown()
+
+
+def test_drift_in_warn_mode_passes_but_says_so(training_frame: pd.DataFrame) -> None:
+    from aiinfra.drift import build_profile
+
+    warn = CONFIG.model_copy(update={"drift": CONFIG.drift.model_copy(update={"mode": "warn"})})
+    report = validate(
+        _shift("loan_amount", 2.5)(training_frame), warn, build_profile(training_frame)
+    )
+    assert report.success and "drift (warning only): loan_amount" in report.summary()
+
+
+def test_row_count_is_bounded_by_the_reference(training_frame: pd.DataFrame) -> None:
+    from aiinfra.drift import build_profile
+
+    reference = {**build_profile(training_frame), "rows": len(training_frame) * 100}
+    report = validate(training_frame, CONFIG, reference)
+    assert "expect_table_row_count_to_be_between" in [c.name for c in report.failed]

@@ -1,0 +1,151 @@
+"""Send the training pipeline to Kubeflow Pipelines: upload it (a new version on each call),
+then start a run, or a recurring run, in the profile's experiment.
+
+Deliberately thin over ``kfp.Client``: what runs on the cluster is the compiled spec, which the
+golden test checks. Authentication comes from the environment: a bearer token in
+``KFP_TOKEN``, else the pod's projected service-account token (in-cluster, e.g. from a
+notebook or a CI runner inside the cluster), else none (a ``kubectl port-forward``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kfp import client as kfp_client
+from kfp import compiler
+
+from aiinfra.config import PlatformConfig
+from pipelines.training import PIPELINE_NAME, build_pipeline
+
+TOKEN_ENV = "KFP_TOKEN"
+DESCRIPTION = "Feast -> GX validation -> PyTorch -> MLflow registry, promotion behind a gate"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    pipeline_id: str
+    version_id: str
+    experiment_id: str
+    run_id: str
+    url: str
+
+
+def connect(config: PlatformConfig, host: str | None = None) -> Any:
+    """A ``kfp.Client`` for ``host`` (else ``kfp.host``, else KF_PIPELINES_ENDPOINT or the
+    in-cluster API), authenticated from the environment."""
+    kwargs: dict[str, Any] = {"host": host or config.kfp.host}
+    if config.kfp.namespace:
+        kwargs["namespace"] = config.kfp.namespace
+    token = os.environ.get(TOKEN_ENV)
+    sa_token = Path(
+        os.environ.get(kfp_client.KF_PIPELINES_SA_TOKEN_ENV, kfp_client.KF_PIPELINES_SA_TOKEN_PATH)
+    )
+    if token:
+        kwargs["existing_token"] = token
+    elif sa_token.exists():
+        from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+        kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(str(sa_token))
+    return kfp_client.Client(**kwargs)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def upload(client: Any, config: PlatformConfig, git_commit: str) -> tuple[str, str]:
+    """Compile and upload: the pipeline on first use, a new version of it afterwards (named
+    after the commit and the time, so the UI shows which code each version is)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        package = str(Path(tmp) / "pipeline.yaml")
+        compiler.Compiler().compile(build_pipeline(config), package)
+        pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+        if pipeline_id is None:
+            created = client.upload_pipeline(
+                package, pipeline_name=PIPELINE_NAME, description=DESCRIPTION
+            )
+            pipeline_id = created.pipeline_id
+            versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
+            return str(pipeline_id), str(versions[0].pipeline_version_id)
+        version = client.upload_pipeline_version(
+            package,
+            pipeline_version_name=f"{git_commit}-{_stamp()}",
+            pipeline_id=pipeline_id,
+            description=DESCRIPTION,
+        )
+        return str(pipeline_id), str(version.pipeline_version_id)
+
+
+def parameters(config: PlatformConfig, git_commit: str) -> dict[str, str]:
+    """The run's parameters: the whole profile, as kfp.local gets it, and the commit."""
+    return {"config_json": config.to_json(), "git_commit": git_commit}
+
+
+def submit(
+    config: PlatformConfig, git_commit: str, host: str | None = None, client: Any = None
+) -> Submitted:
+    """Upload the pipeline and start one run in ``kfp.experiment``."""
+    client = client or connect(config, host)
+    pipeline_id, version_id = upload(client, config, git_commit)
+    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    # enable_caching is left unset: the compiled spec decides per task (task_options).
+    run = client.run_pipeline(
+        experiment_id=experiment.experiment_id,
+        job_name=f"{PIPELINE_NAME}-{_stamp()}",
+        params=parameters(config, git_commit),
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=config.kfp.service_account,
+    )
+    base = (host or config.kfp.host or "").rstrip("/")
+    return Submitted(
+        pipeline_id,
+        version_id,
+        str(experiment.experiment_id),
+        str(run.run_id),
+        f"{base}/#/runs/details/{run.run_id}",
+    )
+
+
+def schedule(
+    config: PlatformConfig,
+    git_commit: str,
+    host: str | None = None,
+    cron: str | None = None,
+    client: Any = None,
+) -> Submitted:
+    """Upload the pipeline and (re)create its recurring run: one schedule per experiment, so
+    scheduling again replaces it rather than adding a second."""
+    client = client or connect(config, host)
+    pipeline_id, version_id = upload(client, config, git_commit)
+    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    name = f"{PIPELINE_NAME}-scheduled"
+    existing = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100)
+    for old in existing.recurring_runs or []:
+        if old.display_name == name:
+            client.delete_recurring_run(old.recurring_run_id)
+    recurring = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=name,
+        description=f"retraining on a schedule ({cron or config.kfp.schedule})",
+        cron_expression=cron or config.kfp.schedule,
+        max_concurrency=1,  # a slow run never overlaps the next
+        no_catchup=True,  # after a pause, one run, not one per missed slot
+        params=parameters(config, git_commit),
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=config.kfp.service_account,
+    )
+    base = (host or config.kfp.host or "").rstrip("/")
+    return Submitted(
+        pipeline_id,
+        version_id,
+        str(experiment.experiment_id),
+        str(recurring.recurring_run_id),
+        f"{base}/#/recurringrun/details/{recurring.recurring_run_id}",
+    )

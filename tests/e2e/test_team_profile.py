@@ -1,0 +1,154 @@
+"""The team profile for real: MLflow on PostgreSQL with proxied artifacts, Feast's online store
+on Redis, both servers started here from Debian's packages (scripts/team-services.sh). One
+pipeline run and one served prediction: the rest of the flow is the local e2e's.
+
+Skip it with `-m "not team"`; without the server binaries it skips itself, naming them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg2
+import pytest
+import redis
+import yaml
+
+from aiinfra import registry, retraining
+from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.serving import OnlineFeatures
+from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
+from tests.conftest import SMOKE, free_port
+from tests.e2e.conftest import running_platform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.team]
+
+SCRIPT = PROJECT_ROOT / "scripts" / "team-services.sh"
+TEAM = PROJECT_ROOT / "configs" / "team.yaml"
+
+
+class Servers:
+    def __init__(self, directory: Path, pg_port: int, redis_port: int) -> None:
+        self.directory, self.pg_port, self.redis_port = directory, pg_port, redis_port
+        self.password = secrets.token_urlsafe(16)
+        self.redis_password = secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    check = subprocess.run([str(SCRIPT), "check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip(f"team profile needs PostgreSQL and Redis: {check.stderr.strip()}")
+    # Under /tmp and world-traversable: as root, PostgreSQL runs as the `postgres` user.
+    directory = Path(tempfile.mkdtemp(prefix="aiinfra-team-"))
+    directory.chmod(0o755)
+    found = Servers(directory, free_port(), free_port())
+    # Secrets only through the environment, as in production: every process started from
+    # here (MLflow, the pipeline's tasks, BentoML) inherits them.
+    secret_env = {"PGPASSWORD": found.password, "AIINFRA_REDIS_PASSWORD": found.redis_password}
+    saved = {name: os.environ.get(name) for name in secret_env}
+    os.environ.update(secret_env)
+    try:
+        start = [str(SCRIPT), "start", str(directory), str(found.pg_port), str(found.redis_port)]
+        done = subprocess.run(start, capture_output=True, text=True, timeout=180)
+        if done.returncode != 0:
+            pytest.fail(f"team services did not start:\n{done.stdout}\n{done.stderr}")
+        yield found
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(directory)], timeout=120)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def team_config(home: Path, servers: Servers) -> PlatformConfig:
+    """configs/team.yaml on this test's ports, with the smoke profile's sizes."""
+    team: dict[str, Any] = yaml.safe_load(TEAM.read_text())
+    smoke: dict[str, Any] = yaml.safe_load(SMOKE.read_text())
+    mlflow_port = free_port()
+    store = team["mlflow"]["backend_store_uri"]
+    online = dict(team["features"]["online_store"])
+    assert ":5432/" in store and online["connection_string"].startswith("127.0.0.1:6379,")
+    online["connection_string"] = online["connection_string"].replace(
+        ":6379,", f":{servers.redis_port},"
+    )
+    mlflow = {
+        **team["mlflow"],
+        "port": mlflow_port,
+        "tracking_uri": f"http://127.0.0.1:{mlflow_port}",
+        "backend_store_uri": store.replace(":5432/", f":{servers.pg_port}/"),
+    }
+    sizes = {key: smoke[key] for key in ("data", "training", "validation", "gate")}
+    return load_config(
+        TEAM,
+        home=home,
+        mlflow=mlflow,
+        features={**team["features"], "online_store": online},
+        serving={"port": free_port(), "poll_seconds": 1.0},
+        **sizes,
+    )
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, servers: Servers
+) -> Iterator[PlatformConfig]:
+    yield from running_platform(team_config(tmp_path_factory.mktemp("team"), servers))
+
+
+def test_a_run_registers_and_promotes_in_postgres_with_proxied_artifacts(
+    platform: PlatformConfig, servers: Servers
+) -> None:
+    outcome = run_training(platform, commit="team0123")
+    assert outcome.version == "1" and outcome.promoted, outcome.describe()
+    # The registry is PostgreSQL's: the rows are there, and no sqlite file was made.
+    with (
+        psycopg2.connect(
+            host="127.0.0.1", port=servers.pg_port, user="aiinfra", dbname="mlflow"
+        ) as db,
+        db.cursor() as cursor,
+    ):
+        cursor.execute("SELECT name, version FROM model_versions")
+        assert cursor.fetchall() == [(platform.mlflow.model_name, 1)]
+        cursor.execute("SELECT alias, version FROM registered_model_aliases ORDER BY alias")
+        assert ("champion", 1) in cursor.fetchall()
+    assert not (platform.mlflow_dir / "mlflow.db").exists()
+    # Artifacts went through the server to its destination (the model and the drift sample).
+    stored = {p.name for p in (platform.mlflow_dir / "artifacts").rglob("*") if p.is_file()}
+    assert {"weights.safetensors", "model.json", "training_sample.parquet"} <= stored
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "1")
+    assert tags["git_commit"] == "team0123" and tags["gate"] == "passed"
+
+
+def test_the_service_answers_from_the_redis_online_store(
+    platform: PlatformConfig, servers: Servers, tmp_path: Path
+) -> None:
+    online = redis.Redis(port=servers.redis_port, password=servers.redis_password)
+    assert online.dbsize() > 0, "materialize wrote no features to Redis"
+    body = sample_request(platform)
+    answer = wait_for_version(start_serving(platform), body, "1", timeout=120)
+    served = np.array([p["default_probability"] for p in answer["predictions"]])
+    model = registry.load_version(
+        platform.mlflow.tracking_uri, platform.mlflow.model_name, "1", tmp_path
+    )
+    expected = model.predict_proba(OnlineFeatures(platform).frame(body["rows"]))
+    np.testing.assert_allclose(served, expected, rtol=1e-5)
+
+
+def test_drift_check_compares_recent_data_with_the_champions_reference(
+    platform: PlatformConfig,
+) -> None:
+    decision = retraining.check(platform, "data")
+    assert decision.champion == "1" and decision.reference_rows > 0, decision.reason
+    compared = {f.name for f in decision.features}
+    assert {"loan_amount", "credit_score", "regional_default_rate"} <= compared

@@ -1,0 +1,132 @@
+"""The validation gate in the real pipeline: each corruption of the demo data stops the run at
+validate-data with the right check named, and nothing is registered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pandas as pd
+import pytest
+
+from aiinfra import registry, schema
+from aiinfra.config import PlatformConfig
+from aiinfra_cli.workflow import run_training
+from pipelines.local import PipelineFailed
+from tests.conftest import smoke_config
+from tests.e2e.conftest import running_platform
+
+pytestmark = pytest.mark.e2e
+
+Tables = dict[str, pd.DataFrame]
+
+
+def _loans(change: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Tables], Tables]:
+    return lambda t: {**t, "loans": change(t["loans"].copy())}
+
+
+def _applicants(column: str, value: object) -> Callable[[Tables], Tables]:
+    def corrupt(t: Tables) -> Tables:
+        a = t["applicants"].copy()
+        a[column] = a[column].astype("float64")
+        a.loc[a.sample(frac=0.3, random_state=0).index, column] = value
+        return {**t, "applicants": a}
+
+    return corrupt
+
+
+def _late(frac: float, days: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def shift(loans: pd.DataFrame) -> pd.DataFrame:
+        rows = loans.sample(frac=frac, random_state=0).index
+        loans.loc[rows, schema.EVENT_TIMESTAMP] += pd.Timedelta(days=days)
+        return loans
+
+    return shift
+
+
+CATALOGUE: dict[str, tuple[Callable[[Tables], Tables], str]] = {
+    "nulls": (
+        _applicants("credit_score", float("nan")),
+        "expect_column_values_to_not_be_null(credit_score)",
+    ),
+    "out of range": (
+        _applicants("credit_score", 2000),
+        "expect_column_values_to_be_between(credit_score)",
+    ),
+    "wrong type": (
+        _loans(lambda f: f.assign(loan_amount=f["loan_amount"].astype(str))),
+        "expect_column_values_to_be_in_type_list(loan_amount)",
+    ),
+    "missing column": (
+        _loans(lambda f: f.drop(columns="purpose")),
+        "expect_table_columns_to_match_set",
+    ),
+    "extra column": (
+        _loans(lambda f: f.assign(ssn="000-00-0000")),
+        "expect_table_columns_to_match_set",
+    ),
+    "empty": (_loans(lambda f: f.head(0)), "expect_table_row_count_to_be_between"),
+    "duplicate keys": (
+        _loans(lambda f: pd.concat([f, f.head(20)])),
+        "expect_column_values_to_be_unique(loan_id)",
+    ),
+    "future timestamps": (
+        _loans(_late(0.05, 30)),
+        "expect_column_values_to_be_between(event_timestamp)",
+    ),
+    "stale data": (_loans(_late(1.0, -200)), "expect_column_max_to_be_between(event_timestamp)"),
+    "one-class label": (
+        _loans(lambda f: f.assign(defaulted=0)),
+        "expect_column_mean_to_be_between(defaulted)",
+    ),
+    "shifted distribution": (
+        _loans(lambda f: f.assign(loan_amount=(f["loan_amount"] * 2.5).clip(500, 100_000))),
+        "distribution_drift(loan_amount)",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfig]:
+    yield from running_platform(smoke_config(tmp_path_factory.mktemp("gate")))
+
+
+@pytest.fixture(scope="module")
+def clean(platform: PlatformConfig) -> Tables:
+    """The clean tables; a first run on them passes validation and sets the reference."""
+    outcome = run_training(platform)
+    assert outcome.promoted, outcome.describe()
+    summary = (outcome.run_dir / "validate-data" / "summary").read_text()
+    assert "Data validation: passed" in summary and "## Drift" in summary
+    return {t: pd.read_parquet(platform.data_dir / f"{t}.parquet") for t in ("applicants", "loans")}
+
+
+def _stopped_runs(config: PlatformConfig) -> int:
+    c = registry.client(config.mlflow.tracking_uri)
+    experiment = c.get_experiment_by_name(config.mlflow.experiment)
+    found = c.search_runs([experiment.experiment_id], "tags.validation = 'failed'")
+    return len(found)
+
+
+def _versions(config: PlatformConfig) -> int:
+    c = registry.client(config.mlflow.tracking_uri)
+    return len(c.search_model_versions(f"name='{config.mlflow.model_name}'"))
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_corrupted_data_stops_the_pipeline_at_validation(
+    platform: PlatformConfig, clean: Tables, case: str
+) -> None:
+    corrupt, check = CATALOGUE[case]
+    before, stopped = _versions(platform), _stopped_runs(platform)
+    for name, table in corrupt(clean).items():
+        table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    try:
+        with pytest.raises(PipelineFailed) as failure:
+            run_training(platform)
+    finally:
+        for name, table in clean.items():
+            table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    assert "run stopped at validate-data" in str(failure.value)
+    assert check in str(failure.value), str(failure.value)
+    assert _versions(platform) == before
+    assert _stopped_runs(platform) == stopped + 1  # the report is in MLflow too
