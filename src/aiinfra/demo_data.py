@@ -103,6 +103,7 @@ def _applicants(
     # First snapshot before the window opens; then a few refreshes inside it.
     frames = []
     n_snapshots = 3
+    previous = np.full(n, -1)
     for k in range(n_snapshots):
         if k == 0:
             ts = pd.Timestamp(start - timedelta(days=30)) - pd.to_timedelta(
@@ -110,6 +111,9 @@ def _applicants(
             )
         else:
             offsets = rng.integers(0, c.days, n)
+            # Two refreshes of one applicant never share a day: "the value as of t" is unique.
+            offsets = np.where(offsets == previous, (offsets + 1) % c.days, offsets)
+            previous = offsets
             ts = pd.Timestamp(start) + pd.to_timedelta(offsets, unit="D")
         score_k = (score + rng.normal(0, 12, n) * k).clip(300, 850).round()
         frames.append(
@@ -125,11 +129,14 @@ def _applicants(
                     "employment_years": employment,
                     "open_credit_lines": lines.astype("int64"),
                     "home_ownership": ownership,
+                    # Two refreshes may share an event day: the later one was written later,
+                    # and the point-in-time join breaks such ties by this creation time.
+                    "created": ts + pd.Timedelta(seconds=k),
                 }
             )
         )
     frame = pd.concat(frames, ignore_index=True).sort_values([schema.EVENT_TIMESTAMP])
-    return _with_created(frame.reset_index(drop=True))
+    return frame.reset_index(drop=True)
 
 
 def _loans(

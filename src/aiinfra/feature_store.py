@@ -80,6 +80,11 @@ def historical_features(
         return entity_df.assign(**{name: pd.Series(dtype="float64") for name in stored})
     tagged = entity_df.assign(**{_ROW_ID: np.arange(len(entity_df))})
     merged = tagged
+    # Microseconds are what every offline store keeps (duckdb refuses finer timestamps);
+    # the rows keep their own timestamps, only the lookup uses the floored ones.
+    tagged = tagged.assign(
+        **{schema.EVENT_TIMESTAMP: pd.to_datetime(tagged[schema.EVENT_TIMESTAMP]).dt.floor("us")}
+    )
     # One join per view: the file store drops a row from the whole result when any one view
     # has no value before it, which would null the other views' perfectly good values.
     for view in repo.views():

@@ -10,9 +10,15 @@ from aiinfra.feature_definitions import TTL
 from tests.conftest import smoke_config
 
 
-@pytest.fixture(scope="module")
-def store_env(tmp_path_factory: pytest.TempPathFactory, demo: demo_data.DemoData):  # type: ignore[no-untyped-def]
-    config = smoke_config(tmp_path_factory.mktemp("feast"))
+# Every test runs on both offline stores: the join's semantics must not depend on the store.
+@pytest.fixture(scope="module", params=["file", "duckdb"])
+def store_env(  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo: demo_data.DemoData,
+):
+    offline = {} if request.param == "file" else {"offline_store": {"type": request.param}}
+    config = smoke_config(tmp_path_factory.mktemp("feast"), features=offline)
     demo.write(config.data_dir)
     store = feature_store.open_store(config)
     repo = feature_store.repo_objects(config)
@@ -23,13 +29,14 @@ def store_env(tmp_path_factory: pytest.TempPathFactory, demo: demo_data.DemoData
 def _reference(
     entity_df: pd.DataFrame, table: pd.DataFrame, key: str, columns: list[str]
 ) -> pd.DataFrame:
-    """Independent point-in-time join: latest row at or before each timestamp, within the TTL."""
-    right = table[[key, schema.EVENT_TIMESTAMP, *columns]].rename(
+    """Independent point-in-time join: latest row at or before each timestamp, within the TTL;
+    of rows with the same event time, the one created last."""
+    right = table[[key, schema.EVENT_TIMESTAMP, "created", *columns]].rename(
         columns={schema.EVENT_TIMESTAMP: "feature_ts"}
     )
     merged = pd.merge_asof(
         entity_df.sort_values(schema.EVENT_TIMESTAMP),
-        right.sort_values("feature_ts"),
+        right.sort_values(["feature_ts", "created"]).drop(columns="created"),
         left_on=schema.EVENT_TIMESTAMP,
         right_on="feature_ts",
         by=key,
