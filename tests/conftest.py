@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,20 @@ from aiinfra import demo_data, services
 from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
 
 SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
+
+
+def run_cli(
+    home: Path, *args: str, config: Path = SMOKE, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``aiinfra --config CONFIG --home HOME ARGS...`` as a user runs it, in a subprocess."""
+    command = [sys.executable, "-m", "aiinfra_cli.main", "--config", str(config)]
+    return subprocess.run(
+        [*command, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def free_port() -> int:

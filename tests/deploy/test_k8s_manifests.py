@@ -15,7 +15,7 @@ from kubernetes.client import ApiClient
 
 from aiinfra import k8s
 from aiinfra.config import PlatformConfig, config_from_json, load_config
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, run_cli
 
 IMAGE = "registry.example/aiinfra-serving:1.2.3"
 API_TYPES = {
@@ -164,26 +164,8 @@ def test_each_object_matches_the_kubernetes_api_types(config: PlatformConfig, ki
 
 def test_cli_writes_the_manifests(tmp_path: Path) -> None:
     out = tmp_path / "serving.yaml"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aiinfra_cli.main",
-            "--config",
-            str(SMOKE),
-            "--home",
-            str(tmp_path),
-            "manifests",
-            "--image",
-            "x:1",
-            "--model-version",
-            "5",
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        tmp_path, "manifests", "--image", "x:1", "--model-version", "5", "--output", str(out)
     )
     assert done.returncode == 0, done.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text())}

@@ -5,8 +5,6 @@ and each pod template against the Kubernetes API types."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from kubernetes.client import ApiClient
 
 from aiinfra import k8s, training_job
 from aiinfra.config import PlatformConfig, config_from_json, load_config
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, run_cli
 
 IMAGE = "registry.example/aiinfra-components:1.2.3"
 DNS1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -168,13 +166,7 @@ def test_cpu_job_and_a_single_node(tmp_path: Path) -> None:
 
 def test_cli_writes_the_training_job(tmp_path: Path) -> None:
     out = tmp_path / "train-job.yaml"
-    done = subprocess.run(
-        [sys.executable, "-m", "aiinfra_cli.main", "--config", str(SMOKE), "--home",
-         str(tmp_path), "training-job", "--image", "x:1", "--nodes", "3", "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
+    done = run_cli(tmp_path, "training-job", "--image", "x:1", "--nodes", "3", "-o", str(out))
     assert done.returncode == 0, done.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text())}
     jsonschema.validate(docs["PyTorchJob"], PYTORCHJOB_SCHEMA)

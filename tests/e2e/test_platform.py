@@ -4,10 +4,8 @@ pipeline, BentoML server. Tests run in order and share one platform home."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from aiinfra.config import PlatformConfig
 from aiinfra.serving import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
-from tests.conftest import SMOKE, smoke_config
+from tests.conftest import run_cli, smoke_config
 from tests.e2e.conftest import running_platform
 
 pytestmark = pytest.mark.e2e
@@ -236,21 +234,10 @@ def test_second_run_that_does_not_win_keeps_the_champion(
 
 def _cli(platform: PlatformConfig, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ,
         "AIINFRA_MLFLOW__PORT": str(platform.mlflow.port),
         "AIINFRA_MLFLOW__TRACKING_URI": platform.mlflow.tracking_uri,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "aiinfra_cli.main",
-        "--config",
-        str(SMOKE),
-        "--home",
-        str(platform.home),
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    return run_cli(platform.home, *args, env=env)
 
 
 class Load:

@@ -9,7 +9,7 @@ from kfp import compiler, components
 
 from aiinfra.config import load_config
 from pipelines.training import PIPELINE_NAME, build_pipeline
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, run_cli
 
 STEPS = {
     "build-training-set",
@@ -76,23 +76,7 @@ def test_config_is_the_default_parameter_and_loads_back(tmp_path: Path) -> None:
 
 def test_cli_compile_writes_yaml(tmp_path: Path) -> None:
     out = tmp_path / "cli.yaml"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aiinfra_cli.main",
-            "--config",
-            str(SMOKE),
-            "--home",
-            str(tmp_path),
-            "compile",
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(tmp_path, "compile", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == PIPELINE_NAME
 
