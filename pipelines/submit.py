@@ -86,13 +86,34 @@ def parameters(config: PlatformConfig, git_commit: str) -> dict[str, str]:
     return {"config_json": config.to_json(), "git_commit": git_commit}
 
 
+def _prepared(
+    config: PlatformConfig, git_commit: str, host: str | None, client: Any
+) -> tuple[Any, str, str, Any]:
+    """What a run and a schedule both need: the client, the uploaded version, the experiment."""
+    client = client or connect(config, host)
+    pipeline_id, version_id = upload(client, config, git_commit)
+    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    return client, pipeline_id, version_id, experiment
+
+
+def _submitted(
+    config: PlatformConfig,
+    host: str | None,
+    ids: tuple[str, str],
+    experiment: Any,
+    run_id: str,
+    page: str,
+) -> Submitted:
+    base = (host or config.kfp.host or "").rstrip("/")
+    url = f"{base}/#/{page}/{run_id}"
+    return Submitted(*ids, str(experiment.experiment_id), str(run_id), url)
+
+
 def submit(
     config: PlatformConfig, git_commit: str, host: str | None = None, client: Any = None
 ) -> Submitted:
     """Upload the pipeline and start one run in ``kfp.experiment``."""
-    client = client or connect(config, host)
-    pipeline_id, version_id = upload(client, config, git_commit)
-    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    client, pipeline_id, version_id, experiment = _prepared(config, git_commit, host, client)
     # enable_caching is left unset: the compiled spec decides per task (task_options).
     run = client.run_pipeline(
         experiment_id=experiment.experiment_id,
@@ -102,14 +123,8 @@ def submit(
         version_id=version_id,
         service_account=config.kfp.service_account,
     )
-    base = (host or config.kfp.host or "").rstrip("/")
-    return Submitted(
-        pipeline_id,
-        version_id,
-        str(experiment.experiment_id),
-        str(run.run_id),
-        f"{base}/#/runs/details/{run.run_id}",
-    )
+    ids = (pipeline_id, version_id)
+    return _submitted(config, host, ids, experiment, run.run_id, "runs/details")
 
 
 def schedule(
@@ -121,9 +136,7 @@ def schedule(
 ) -> Submitted:
     """Upload the pipeline and (re)create its recurring run: one schedule per experiment, so
     scheduling again replaces it rather than adding a second."""
-    client = client or connect(config, host)
-    pipeline_id, version_id = upload(client, config, git_commit)
-    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    client, pipeline_id, version_id, experiment = _prepared(config, git_commit, host, client)
     name = f"{PIPELINE_NAME}-scheduled"
     existing = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100)
     for old in existing.recurring_runs or []:
@@ -141,11 +154,7 @@ def schedule(
         version_id=version_id,
         service_account=config.kfp.service_account,
     )
-    base = (host or config.kfp.host or "").rstrip("/")
-    return Submitted(
-        pipeline_id,
-        version_id,
-        str(experiment.experiment_id),
-        str(recurring.recurring_run_id),
-        f"{base}/#/recurringrun/details/{recurring.recurring_run_id}",
+    ids = (pipeline_id, version_id)
+    return _submitted(
+        config, host, ids, experiment, recurring.recurring_run_id, "recurringrun/details"
     )
