@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,12 +36,6 @@ STEP_NAMES = [
     "register-model",
     "promote-model",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -87,7 +80,7 @@ def pipeline_step_times(run_dir: Path, started: float) -> dict[str, float]:
 
 def bench_size(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        port = free_port()
+        port = services.free_port()
         config = load_config(
             PROJECT_ROOT / "configs" / "smoke.yaml",
             home=Path(tmp),

@@ -37,7 +37,7 @@ from aiinfra.serving import OnlineFeatures
 from aiinfra_cli.workflow import start_serving
 from benchmarks import fastapi_app
 from benchmarks.load import JSON, LoadResult, run_load
-from benchmarks.run import free_port, in_process
+from benchmarks.run import in_process
 
 # Long enough that every measured swap is the registry webhook's doing, not the poll's.
 POLL_SECONDS = 30.0
@@ -45,12 +45,12 @@ N_ROWS = 200  # distinct (applicant, zipcode) requests, cycled through
 
 
 def make_config(home: Path) -> PlatformConfig:
-    mlflow_port = free_port()
+    mlflow_port = services.free_port()
     return load_config(
         PROJECT_ROOT / "configs" / "smoke.yaml",
         home=home,
         mlflow={"port": mlflow_port, "tracking_uri": f"http://127.0.0.1:{mlflow_port}"},
-        serving={"port": free_port(), "poll_seconds": POLL_SECONDS},
+        serving={"port": services.free_port(), "poll_seconds": POLL_SECONDS},
     )
 
 
@@ -152,7 +152,7 @@ def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> d
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         config = make_config(Path(tmp))
         mlflow, bento = services.mlflow_service(config), services.bentoml_service(config)
-        fastapi = fastapi_app.service(config, free_port())
+        fastapi = fastapi_app.service(config, services.free_port())
         try:
             services.start(mlflow)
             first, second = build_platform(config, Path(tmp) / "work")

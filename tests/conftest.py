@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,10 +31,7 @@ def run_cli(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = services.free_port
 
 
 def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> PlatformConfig:

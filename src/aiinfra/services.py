@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,13 @@ def bentoml_service(config: PlatformConfig) -> Service:
         "BENTOML_DO_NOT_TRACK": "true",
     }
     return Service("bentoml", command, env, f"http://{s.host}:{s.port}/livez", config.run_dir)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for tests and benchmarks that start servers)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def running_pid(service: Service) -> int | None:
