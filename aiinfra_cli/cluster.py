@@ -1,6 +1,6 @@
 """Commands that take the pipeline to a Kubeflow cluster, and retraining without a person:
 ``compile``, ``submit``, ``schedule``, ``retrain``. The work is in ``pipelines.submit`` and
-``aiinfra.retraining``; these functions parse, call and print."""
+``aiinfra.monitoring.retraining``; these functions parse, call and print."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from aiinfra.config import PlatformConfig
+from aiinfra.project.config import PlatformConfig
 
 HostOpt = typer.Option(
     None, "--host", help="Kubeflow Pipelines API URL (default: kfp.host, KF_PIPELINES_ENDPOINT)"
@@ -95,7 +95,7 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
 
         Example: aiinfra retrain --if-drifted --source requests
         """
-        from aiinfra import retraining
+        from aiinfra.monitoring import retraining
         from aiinfra_cli.workflow import ensure_mlflow
 
         cfg = config()

@@ -18,13 +18,15 @@ from typing import Annotated, Any
 
 import typer
 
-from aiinfra.config import PlatformConfig, load_config
+from aiinfra.project.config import PlatformConfig, load_config
 from aiinfra_cli import cluster
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-data_app = typer.Typer(no_args_is_help=True, help="Demo data.")
+data_app = typer.Typer(no_args_is_help=True, help="Demo data of a project with a generator.")
 features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repo.")
 app.add_typer(data_app, name="data")
+project_app = typer.Typer(no_args_is_help=True, help="Your own project.")
+app.add_typer(project_app, name="project")
 app.add_typer(features_app, name="features")
 
 ConfigOpt = Annotated[
@@ -62,40 +64,35 @@ def _fail(message: str) -> None:
 
 @data_app.command("generate")
 def data_generate(force: bool = typer.Option(False, help="overwrite existing data")) -> None:
-    """Write the seeded demo tables (applicants, zipcodes, loans) under <home>/data.
+    """Write a demo project's tables under <home>/data (its project.generator).
 
     Example: aiinfra data generate --force
     """
-    from aiinfra import demo_data
+    from aiinfra_cli.workflow import generate_data
 
     cfg = state.config
-    if (cfg.data_dir / "loans.parquet").exists() and not force:
-        typer.echo(f"demo data already at {cfg.data_dir} (use --force to regenerate)")
+    if cfg.project.generator is None:
+        _fail(f"project {cfg.project.name} has no generator: its label table is {cfg.labels_path}")
+    if not generate_data(cfg, force):
+        typer.echo(f"data already at {cfg.labels_path} (use --force to regenerate)")
         return
-    paths = demo_data.write_demo_data(cfg.data, cfg.data_dir)
-    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+    typer.echo(f"wrote the tables of {cfg.project.name} under {cfg.data_dir}")
 
 
 @features_app.command("apply")
 def features_apply() -> None:
-    """Register the feature definitions and materialize the online store up to now.
+    """Register the project's Feast repo and materialize the online store up to now.
 
     Example: aiinfra features apply
     """
-    from datetime import UTC, datetime
-
-    from aiinfra import feature_store
+    from aiinfra_cli.workflow import apply_features
 
     cfg = state.config
-    if not (cfg.data_dir / "applicants.parquet").exists():
-        _fail(f"no feature data under {cfg.data_dir}: run `aiinfra data generate` first")
-    store = feature_store.open_store(cfg)
-    repo = feature_store.repo_objects(cfg)
-    feature_store.apply(store, repo)
-    feature_store.materialize(store, repo, datetime.now(UTC))
-    typer.echo(
-        f"applied {len(repo.objects())} objects and materialized the online store ({cfg.feast_dir})"
-    )
+    try:
+        count = apply_features(cfg)
+    except (OSError, ValueError) as exc:
+        _fail(f"features apply failed: {exc}")
+    typer.echo(f"applied {count} objects and materialized the online store ({cfg.feast_dir})")
 
 
 @app.command()
@@ -104,10 +101,10 @@ def up() -> None:
 
     Example: aiinfra up
     """
-    from aiinfra import services
+    from aiinfra.ops import local_servers
 
-    svc = services.mlflow_service(state.config)
-    pid = services.start(svc)
+    svc = local_servers.mlflow_service(state.config)
+    pid = local_servers.start(svc)
     typer.echo(f"MLflow at {state.config.mlflow.tracking_uri} (pid {pid}, log {svc.log_file})")
 
 
@@ -117,10 +114,13 @@ def down() -> None:
 
     Example: aiinfra down
     """
-    from aiinfra import services
+    from aiinfra.ops import local_servers
 
-    for svc in (services.bentoml_service(state.config), services.mlflow_service(state.config)):
-        typer.echo(f"{svc.name}: {'stopped' if services.stop(svc) else 'not running'}")
+    for svc in (
+        local_servers.bentoml_service(state.config),
+        local_servers.mlflow_service(state.config),
+    ):
+        typer.echo(f"{svc.name}: {'stopped' if local_servers.stop(svc) else 'not running'}")
 
 
 @app.command()
@@ -152,7 +152,7 @@ def manifests(
 
     Example: aiinfra manifests --image registry/aiinfra-serving:0.1.0 -o serving.yaml
     """
-    from aiinfra import k8s
+    from aiinfra.ops import k8s
 
     objects = k8s.serving_manifests(
         state.config,
@@ -179,7 +179,7 @@ def training_job_manifests(
 
     Example: aiinfra training-job --nodes 4 -o train-job.yaml
     """
-    from aiinfra import k8s, training_job
+    from aiinfra.ops import k8s, training_job
 
     objects = training_job.training_job_manifests(
         state.config, image or state.config.kfp.image, training_set, run_dir, nodes, pvc, namespace
@@ -198,20 +198,18 @@ def serve(
     """
     import os
 
-    from aiinfra import registry, services
+    from aiinfra.ops import local_servers
+    from aiinfra.release import registry
     from aiinfra_cli.workflow import register_webhook, start_serving
 
     cfg = state.config
-    if (
-        registry.alias_version(cfg.mlflow.tracking_uri, cfg.mlflow.model_name, registry.CHAMPION)
-        is None
-    ):
+    if registry.alias_version(cfg.mlflow.tracking_uri, cfg.model_name, registry.CHAMPION) is None:
         _fail(
-            f"{cfg.mlflow.model_name} has no @champion at {cfg.mlflow.tracking_uri}: "
+            f"{cfg.model_name} has no @champion at {cfg.mlflow.tracking_uri}: "
             "run `aiinfra run` first"
         )
     if foreground:
-        svc = services.bentoml_service(cfg)
+        svc = local_servers.bentoml_service(cfg)
         register_webhook(cfg)
         os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
     base_url = start_serving(cfg)
@@ -228,12 +226,12 @@ def promote(
 
     Example: aiinfra promote 3 --reason "reviewed by risk team"
     """
-    from aiinfra import registry
+    from aiinfra.release import registry
 
     cfg = state.config
     try:
         previous = registry.promote(
-            cfg.mlflow.tracking_uri, cfg.mlflow.model_name, version, reason=reason, force=force
+            cfg.mlflow.tracking_uri, cfg.model_name, version, reason=reason, force=force
         )
     except registry.PromotionRefused as exc:
         _fail(str(exc))
@@ -246,12 +244,12 @@ def history() -> None:
 
     Example: aiinfra history
     """
-    from aiinfra import registry
+    from aiinfra.release import registry
 
     cfg = state.config
-    moves = registry.history(cfg.mlflow.tracking_uri, cfg.mlflow.model_name)
+    moves = registry.history(cfg.mlflow.tracking_uri, cfg.model_name)
     if not moves:
-        typer.echo(f"{cfg.mlflow.model_name}: @champion has never moved")
+        typer.echo(f"{cfg.model_name}: @champion has never moved")
     for m in moves:
         move = f"{m.from_version:>5} -> {m.to_version:<5}"
         forced = " (forced)" if m.forced else ""
@@ -264,11 +262,11 @@ def rollback(reason: str = typer.Option("", help="why (recorded in the history)"
 
     Example: aiinfra rollback --reason "p99 latency regression"
     """
-    from aiinfra import registry
+    from aiinfra.release import registry
 
     cfg = state.config
     try:
-        target = registry.rollback(cfg.mlflow.tracking_uri, cfg.mlflow.model_name, reason=reason)
+        target = registry.rollback(cfg.mlflow.tracking_uri, cfg.model_name, reason=reason)
     except registry.PromotionRefused as exc:
         _fail(str(exc))
     typer.echo(f"@champion rolled back to {target}")

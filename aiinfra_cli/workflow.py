@@ -11,10 +11,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-import pandas as pd
 
-from aiinfra import registry, schema, services
-from aiinfra.config import PlatformConfig
+from aiinfra.ops import local_servers
+from aiinfra.project.config import PlatformConfig
+from aiinfra.project.schema import Schema
+from aiinfra.release import registry
 from pipelines.local import run_local
 
 
@@ -52,12 +53,17 @@ def uses_local_mlflow(config: PlatformConfig) -> bool:
 
 def ensure_mlflow(config: PlatformConfig) -> None:
     if uses_local_mlflow(config):
-        services.start(services.mlflow_service(config))
+        local_servers.start(local_servers.mlflow_service(config))
 
 
 def run_training(config: PlatformConfig, commit: str | None = None) -> TrainingOutcome:
+    """Check the project (a bad definition stops here, before any task), then run the
+    pipeline on kfp.local."""
+    from aiinfra.steps import check_project
+
+    check_project(config)
     ensure_mlflow(config)
-    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    uri, name = config.mlflow.tracking_uri, config.model_name
     before = registry.alias_version(uri, name, registry.CHAMPION)
     result = run_local(config, commit)
     tags = registry.version_tags(uri, name, result.version)
@@ -76,7 +82,7 @@ def register_webhook(config: PlatformConfig) -> str:
     """Point the registry's alias webhook at the service's hook; returns the service URL."""
     from mlflow.exceptions import MlflowException
 
-    from aiinfra import webhooks
+    from aiinfra.release import webhooks
 
     base_url = f"http://{config.serving.host}:{config.serving.port}"
     try:
@@ -84,7 +90,7 @@ def register_webhook(config: PlatformConfig) -> str:
             config.mlflow.tracking_uri,
             name=f"aiinfra-deploy-{config.serving.port}",
             url=f"{base_url}/hooks/mlflow",
-            secret=services.webhook_secret(config),
+            secret=local_servers.webhook_secret(config),
         )
     except MlflowException as exc:
         raise RuntimeError(
@@ -97,17 +103,44 @@ def register_webhook(config: PlatformConfig) -> str:
 
 def start_serving(config: PlatformConfig) -> str:
     """Start (or reuse) the BentoML service, wired to the registry's webhook."""
-    services.start(services.bentoml_service(config), timeout=240)
+    local_servers.start(local_servers.bentoml_service(config), timeout=240)
     return register_webhook(config)
 
 
-def sample_request(config: PlatformConfig) -> dict[str, Any]:
-    """The most recent application in the demo data, as a request body."""
-    loans = pd.read_parquet(config.data_dir / "loans.parquet")
-    latest = loans.sort_values(schema.EVENT_TIMESTAMP).iloc[-1]
-    fields = [*schema.ENTITY_KEYS, *(f.name for f in schema.REQUEST_FEATURES)]
+def sample_request(config: PlatformConfig, schema: Schema) -> dict[str, Any]:
+    """The most recent row of the label table, as a request body."""
+    from aiinfra.project.definition import read_label_table
+
+    labels = read_label_table(config.labels_path, schema.timestamp)
+    latest = labels.sort_values(schema.timestamp).iloc[-1]
+    fields = [*schema.entity_names, *(f.name for f in schema.request_features)]
     row = {k: latest[k].item() if hasattr(latest[k], "item") else latest[k] for k in fields}
     return {"rows": [row]}
+
+
+def generate_data(config: PlatformConfig, force: bool = False) -> bool:
+    """Run the project's data generator (demo projects) unless its label table exists; True if
+    it ran."""
+    generator = config.project.generator
+    if generator is None or (config.labels_path.exists() and not force):
+        return False
+    from aiinfra.project.entry_points import resolve
+
+    write = resolve(generator.entry_point, config.project.root, "project.generator.entry_point")
+    write(config.data_dir, **generator.settings)
+    return True
+
+
+def apply_features(config: PlatformConfig) -> int:
+    """Register the project's Feast objects and materialize its service's views up to now;
+    returns how many objects were applied."""
+    from aiinfra.data import feature_store
+
+    store = feature_store.open_store(config)
+    repo = feature_store.repo_objects(config)
+    feature_store.apply(store, repo)
+    feature_store.materialize(store, repo, config.features.feature_service, datetime.now(UTC))
+    return len(repo.objects())
 
 
 def wait_for_version(
@@ -131,23 +164,29 @@ def wait_for_version(
 
 
 def quickstart(config: PlatformConfig, echo: Callable[[str], Any] = print) -> dict[str, Any]:
-    from aiinfra import demo_data, feature_store
+    from aiinfra.steps import check_project
 
     ensure_mlflow(config)
     echo(f"MLflow:   {config.mlflow.tracking_uri}")
-    if not (config.data_dir / "loans.parquet").exists():
-        demo_data.write_demo_data(config.data, config.data_dir)
-        echo(f"data:     generated demo tables in {config.data_dir}")
-    store = feature_store.open_store(config)
-    repo = feature_store.repo_objects(config)
-    feature_store.apply(store, repo)
-    feature_store.materialize(store, repo, datetime.now(UTC))
-    echo(f"features: applied {config.features.repo_path.name} and materialized the online store")
+    if generate_data(config):
+        echo(f"data:     generated the project's tables in {config.data_dir}")
+    project = check_project(config)
+    echo(
+        f"project:  {config.project.name} ({config.project.task}): {project.label_rows} rows, "
+        f"{len(project.schema.features)} features"
+        + (
+            f"; ignored columns: {', '.join(project.ignored_columns)}"
+            if project.ignored_columns
+            else ""
+        )
+    )
+    apply_features(config)
+    echo(f"features: applied {config.repo_path} and materialized the online store")
     outcome = run_training(config)
     echo(f"pipeline: {outcome.describe()}")
     base_url = start_serving(config)
     champion = outcome.champion_after or outcome.version
-    body = sample_request(config)
+    body = sample_request(config, project.schema)
     answer = wait_for_version(base_url, body, champion, timeout=120)
     echo(f"serving:  {base_url} (docs: {base_url}/docs, metrics: {base_url}/metrics)")
     return {

@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aiinfra import demo_data, feature_store, schema
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.feature_definitions import TTL
+from aiinfra.data import demo_data, feature_store
+from aiinfra.project import schema
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.data.feature_definitions import TTL
 from benchmarks.pandas_checks import pandas_checks
 
 

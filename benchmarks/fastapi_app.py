@@ -17,10 +17,11 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict
 
-from aiinfra import registry, services
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, config_from_json
-from aiinfra.deployment import Served
-from aiinfra.serving import (
+from aiinfra.release import registry
+from aiinfra.ops import local_servers
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json
+from aiinfra.runtime.champion import Served
+from aiinfra.runtime.serving import (
     BatchOfApplications,
     OnlineFeatures,
     PredictionResponse,
@@ -37,7 +38,7 @@ class PredictRequest(BaseModel):
 
 def create_app() -> FastAPI:
     config = config_from_json(os.environ["AIINFRA_CONFIG_JSON"])
-    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    uri, name = config.mlflow.tracking_uri, config.model_name
     version = registry.alias_version(uri, name, registry.CHAMPION)
     if version is None:
         raise RuntimeError(f"{name} has no @champion to serve")
@@ -63,7 +64,7 @@ def create_app() -> FastAPI:
     return app
 
 
-def service(config: PlatformConfig, port: int) -> services.Service:
+def service(config: PlatformConfig, port: int) -> local_servers.Service:
     """This app under uvicorn, one worker, started and stopped like the platform's servers."""
     command = [
         *(sys.executable, "-m", "uvicorn", "benchmarks.fastapi_app:create_app", "--factory"),
@@ -71,6 +72,6 @@ def service(config: PlatformConfig, port: int) -> services.Service:
         *("--workers", "1"),
     ]
     env = {"AIINFRA_CONFIG_JSON": config.to_json()}
-    return services.Service(
+    return local_servers.Service(
         "fastapi", command, env, f"http://127.0.0.1:{port}/readyz", config.run_dir
     )

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from aiinfra import schema
-from aiinfra.config import ValidationConfig
+from aiinfra.project import schema
+from aiinfra.project.config import ValidationConfig
 
 
 def pandas_checks(frame: pd.DataFrame, config: ValidationConfig) -> list[str]:

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiinfra import demo_data, feature_store, services, steps
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.data import demo_data, feature_store
+from aiinfra.ops import local_servers
+from aiinfra import steps
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 from pipelines.local import run_local
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -80,15 +82,15 @@ def pipeline_step_times(run_dir: Path, started: float) -> dict[str, float]:
 
 def bench_size(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        port = services.free_port()
+        port = local_servers.free_port()
         config = load_config(
             PROJECT_ROOT / "configs" / "smoke.yaml",
             home=Path(tmp),
             mlflow={"port": port, "tracking_uri": f"http://127.0.0.1:{port}"},
             **overrides,
         )
-        mlflow = services.mlflow_service(config)
-        services.start(mlflow)
+        mlflow = local_servers.mlflow_service(config)
+        local_servers.start(mlflow)
         try:
             demo_data.write_demo_data(config.data, config.data_dir)
             store = feature_store.open_store(config)
@@ -99,7 +101,7 @@ def bench_size(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
             per_task = pipeline_step_times(run.run_dir, started)
             baseline = in_process(config, Path(tmp) / "baseline")
         finally:
-            services.stop(mlflow)
+            local_servers.stop(mlflow)
     return {
         "size": name,
         "loans": config.data.n_loans,

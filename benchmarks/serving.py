@@ -31,9 +31,13 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from aiinfra import demo_data, feature_store, registry, schema, services, train
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.serving import OnlineFeatures
+from aiinfra.data import demo_data, feature_store
+from aiinfra.release import registry
+from aiinfra.project import schema
+from aiinfra.ops import local_servers
+from aiinfra.training import train
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.runtime.serving import OnlineFeatures
 from aiinfra_cli.workflow import start_serving
 from benchmarks import fastapi_app
 from benchmarks.load import JSON, LoadResult, run_load
@@ -45,12 +49,12 @@ N_ROWS = 200  # distinct (applicant, zipcode) requests, cycled through
 
 
 def make_config(home: Path) -> PlatformConfig:
-    mlflow_port = services.free_port()
+    mlflow_port = local_servers.free_port()
     return load_config(
         PROJECT_ROOT / "configs" / "smoke.yaml",
         home=home,
         mlflow={"port": mlflow_port, "tracking_uri": f"http://127.0.0.1:{mlflow_port}"},
-        serving={"port": services.free_port(), "poll_seconds": POLL_SECONDS},
+        serving={"port": local_servers.free_port(), "poll_seconds": POLL_SECONDS},
     )
 
 
@@ -62,7 +66,7 @@ def build_platform(config: PlatformConfig, work: Path) -> tuple[str, str]:
     feature_store.apply(store, repo)
     feature_store.materialize(store, repo, datetime.now(UTC))
     in_process(config, work)  # the pipeline's steps; the first version passes the gate
-    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    uri, name = config.mlflow.tracking_uri, config.model_name
     first = registry.alias_version(uri, name, registry.CHAMPION)
     if first is None:
         raise RuntimeError("the first training run was not promoted; nothing to serve")
@@ -74,7 +78,7 @@ def build_platform(config: PlatformConfig, work: Path) -> tuple[str, str]:
     model = train.train(train_part, seeded).model
     tags = {"validation": "passed", "gate": "passed", "pipeline_run": "bench-serving-seed"}
     second = registry.log_and_register(
-        uri, config.mlflow.experiment, name, model, frame, {}, {}, tags, {}, "bench-serving-seed"
+        uri, config.experiment, name, model, frame, {}, {}, tags, {}, "bench-serving-seed"
     ).version
     return first, second
 
@@ -95,7 +99,7 @@ def bare_model(
     features = OnlineFeatures(config)
     with tempfile.TemporaryDirectory() as tmp:
         model = registry.load_version(
-            config.mlflow.tracking_uri, config.mlflow.model_name, version, Path(tmp)
+            config.mlflow.tracking_uri, config.model_name, version, Path(tmp)
         )
     frames = [features.frame([row]) for row in rows]  # also warms Feast and torch up
     full, forward = [], []
@@ -115,7 +119,7 @@ def time_swaps(
     config: PlatformConfig, url: str, body: bytes, targets: list[str]
 ) -> list[dict[str, float | int | str]]:
     """Per move of @champion: the promote call, and from its return to the new version's answer."""
-    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    uri, name = config.mlflow.tracking_uri, config.model_name
     jitter = random.Random(0)
     trials: list[dict[str, float | int | str]] = []
     with httpx.Client(timeout=10) as client:
@@ -151,13 +155,13 @@ def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> d
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         config = make_config(Path(tmp))
-        mlflow, bento = services.mlflow_service(config), services.bentoml_service(config)
-        fastapi = fastapi_app.service(config, services.free_port())
+        mlflow, bento = local_servers.mlflow_service(config), local_servers.bentoml_service(config)
+        fastapi = fastapi_app.service(config, local_servers.free_port())
         try:
-            services.start(mlflow)
+            local_servers.start(mlflow)
             first, second = build_platform(config, Path(tmp) / "work")
             start_serving(config)  # the BentoML service, wired to the registry webhook
-            services.start(fastapi, timeout=240)
+            local_servers.start(fastapi, timeout=240)
             rows = request_rows(config)
             bare = bare_model(config, first, rows, n=300)
             bodies = [json.dumps({"rows": [row]}).encode() for row in rows]
@@ -174,7 +178,7 @@ def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> d
             swap = time_swaps(config, urls["bentoml"], bodies[0], targets)
         finally:
             for service in (fastapi, bento, mlflow):
-                services.stop(service)
+                local_servers.stop(service)
     # Other work on the machine skews every figure here; the 1-minute load averages say how much.
     return {"bare": bare, "load": load, "swaps": swap, "load_average": [before, os.getloadavg()[0]]}
 

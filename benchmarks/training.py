@@ -29,11 +29,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from aiinfra import distributed, hardware, schema, telemetry, train
-from aiinfra.batches import Batches
-from aiinfra.config import TrainingConfig
-from aiinfra.hardware import Precision
-from aiinfra.model import MLP, MLPSpec
+from aiinfra.training import distributed, hardware, telemetry, train
+from aiinfra.project import schema
+from aiinfra.training.batches import Batches
+from aiinfra.project.config import TrainingConfig
+from aiinfra.training.hardware import Precision
+from aiinfra.training.model import MLP, MLPSpec
 
 # Encoded width of a loan: the numeric features plus the one-hot categories.
 WIDTH = len(schema.NUMERIC) + sum(len(f.categories) for f in schema.CATEGORICAL)

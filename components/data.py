@@ -4,15 +4,21 @@ from kfp.dsl import HTML, Dataset, Input, Markdown, Output
 
 
 def build_training_set(config: str, training_set: Output[Dataset]) -> str:
-    """Join the loans with Feast features as of each loan's time; returns the data hash."""
+    """Join the label table with the Feast feature service as of each row's time; returns the
+    data hash."""
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import build_training_set as step
 
     info = step(config_from_json(config), Path(training_set.path))
     training_set.metadata.update(
-        {"rows": info.rows, "data_hash": info.data_hash, "feature_service": info.feature_service}
+        {
+            "rows": info.rows,
+            "data_hash": info.data_hash,
+            "feature_service": info.feature_service,
+            "ignored_columns": list(info.ignored_columns),
+        }
     )
     return info.data_hash
 
@@ -20,10 +26,11 @@ def build_training_set(config: str, training_set: Output[Dataset]) -> str:
 def validate_data(
     config: str, training_set: Input[Dataset], report: Output[HTML], summary: Output[Markdown]
 ) -> None:
-    """Great Expectations suite from the schema; fails the task (and the run) on bad data."""
+    """Great Expectations suite from the project's schema; fails the task (and the run) on bad
+    data."""
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import validate_training_set
 
     validate_training_set(

@@ -20,24 +20,23 @@ def train_model(
     metrics: Output[Metrics],
     search: str = "{}",
 ) -> str:
-    """Train the MLP (CUDA when present; with the search's best settings when one ran);
-    returns the training summary as JSON."""
+    """Train the project's network (CUDA when present; with the search's best settings when one
+    ran); returns the training summary as JSON."""
     import json
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import train_model as step
 
     summary = step(
         config_from_json(config), Path(training_set.path), Path(model.path), json.loads(search)
     )
-    for key, value in summary.items():
-        if isinstance(value, int | float):
-            metrics.log_metric(key, value)
+    for key, value in summary.metrics().items():
+        metrics.log_metric(key, value)
     model.metadata.update(
-        {"device": summary["device"], "framework": "pytorch", "format": "safetensors"}
+        {"device": summary.device, "framework": "pytorch", "format": "safetensors"}
     )
-    return json.dumps(summary)
+    return summary.to_json()
 
 
 def search_hyperparameters(config: str, training_set: Input[Dataset], pipeline_run: str) -> str:
@@ -45,7 +44,7 @@ def search_hyperparameters(config: str, training_set: Input[Dataset], pipeline_r
     import json
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import search_hyperparameters as step
 
     return json.dumps(step(config_from_json(config), Path(training_set.path), pipeline_run))
@@ -66,7 +65,7 @@ def evaluate_model(
     """
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import evaluate_model as step
 
     result = step(config_from_json(config), Path(training_set.path), Path(model.path))
@@ -74,8 +73,12 @@ def evaluate_model(
         metrics.log_metric(f"challenger_{key}", value)
     for key, value in (result.champion or {}).items():
         metrics.log_metric(f"champion_{key}", value)
-    classification.log_confusion_matrix(["repaid", "defaulted"], result.confusion)
-    classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    # Classification: the confusion matrix and (binary) the ROC curve; regression has its
+    # error metrics above and its residual plot in MLflow.
+    if result.confusion is not None:
+        classification.log_confusion_matrix(result.classes, result.confusion)
+    if result.roc is not None:
+        classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
     Path(report.path).write_text(result.report)
     Path(evaluation.path).write_text(result.to_json())
     evaluation.metadata.update({"passed": result.passed, "reason": result.reason})
@@ -93,12 +96,12 @@ def register_model(
     pipeline_run: str,
 ) -> str:
     """Log the MLflow run and register a version with lineage tags; returns the version."""
-    import json
     from pathlib import Path
 
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import Evaluation
     from aiinfra.steps import register_model as step
+    from aiinfra.training.job import TrainingSummary
 
     lineage = {"git_commit": git_commit, "pipeline_run": pipeline_run}
     return step(
@@ -106,7 +109,7 @@ def register_model(
         Path(training_set.path),
         Path(model.path),
         Evaluation.from_json(Path(evaluation.path).read_text()),
-        json.loads(training),
+        TrainingSummary.from_json(training),
         lineage,
         Path(validation_report.path),
     )
@@ -114,7 +117,7 @@ def register_model(
 
 def promote_model(config: str, version: str, pipeline_run: str) -> str:
     """Move @champion to ``version``; returns the version it replaced ("none" if first)."""
-    from aiinfra.config import config_from_json
+    from aiinfra.project.config import config_from_json
     from aiinfra.steps import promote_model as step
 
     return step(config_from_json(config), version, pipeline_run) or "none"

@@ -37,4 +37,4 @@ USER 10001:10001
 EXPOSE 3000
 # In a cluster the Service routes to the pod, so the server listens on all interfaces there;
 # locally `aiinfra serve` binds 127.0.0.1. Config arrives in AIINFRA_CONFIG_JSON.
-CMD ["bentoml", "serve", "serving.service:LoanScorer", "--host", "0.0.0.0", "--port", "3000"]
+CMD ["bentoml", "serve", "serving.service:ModelService", "--host", "0.0.0.0", "--port", "3000"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kfp import local
 
-from aiinfra.config import PROJECT_ROOT, PlatformConfig
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig
 from pipelines.training import build_pipeline
 
 

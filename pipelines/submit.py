@@ -19,8 +19,8 @@ from typing import Any
 from kfp import client as kfp_client
 from kfp import compiler
 
-from aiinfra.config import PlatformConfig
-from pipelines.training import PIPELINE_NAME, build_pipeline
+from aiinfra.project.config import PlatformConfig
+from pipelines.training import build_pipeline, pipeline_name
 
 TOKEN_ENV = "KFP_TOKEN"
 DESCRIPTION = "Feast -> GX validation -> PyTorch -> MLflow registry, promotion behind a gate"
@@ -64,10 +64,10 @@ def upload(client: Any, config: PlatformConfig, git_commit: str) -> tuple[str, s
     with tempfile.TemporaryDirectory() as tmp:
         package = str(Path(tmp) / "pipeline.yaml")
         compiler.Compiler().compile(build_pipeline(config), package)
-        pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+        pipeline_id = client.get_pipeline_id(pipeline_name(config))
         if pipeline_id is None:
             created = client.upload_pipeline(
-                package, pipeline_name=PIPELINE_NAME, description=DESCRIPTION
+                package, pipeline_name=pipeline_name(config), description=DESCRIPTION
             )
             pipeline_id = created.pipeline_id
             versions = client.list_pipeline_versions(pipeline_id).pipeline_versions or []
@@ -92,7 +92,9 @@ def _prepared(
     """What a run and a schedule both need: the client, the uploaded version, the experiment."""
     client = client or connect(config, host)
     pipeline_id, version_id = upload(client, config, git_commit)
-    experiment = client.create_experiment(config.kfp.experiment, namespace=config.kfp.namespace)
+    experiment = client.create_experiment(
+        config.kfp.experiment or config.project.name, namespace=config.kfp.namespace
+    )
     return client, pipeline_id, version_id, experiment
 
 
@@ -117,7 +119,7 @@ def submit(
     # enable_caching is left unset: the compiled spec decides per task (task_options).
     run = client.run_pipeline(
         experiment_id=experiment.experiment_id,
-        job_name=f"{PIPELINE_NAME}-{_stamp()}",
+        job_name=f"{pipeline_name(config)}-{_stamp()}",
         params=parameters(config, git_commit),
         pipeline_id=pipeline_id,
         version_id=version_id,
@@ -137,7 +139,7 @@ def schedule(
     """Upload the pipeline and (re)create its recurring run: one schedule per experiment, so
     scheduling again replaces it rather than adding a second."""
     client, pipeline_id, version_id, experiment = _prepared(config, git_commit, host, client)
-    name = f"{PIPELINE_NAME}-scheduled"
+    name = f"{pipeline_name(config)}-scheduled"
     existing = client.list_recurring_runs(experiment_id=experiment.experiment_id, page_size=100)
     for old in existing.recurring_runs or []:
         if old.display_name == name:

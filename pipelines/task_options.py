@@ -12,7 +12,7 @@ from typing import Any
 from kfp import kubernetes
 from kfp.dsl import pipeline_context
 
-from aiinfra.config import PlatformConfig
+from aiinfra.project.config import PlatformConfig
 
 # Tasks whose result depends on more than their inputs, or that change the registry. A cache
 # hit would reuse a stale training set (the data store changed), a stale comparison with

@@ -5,10 +5,12 @@ from typing import Any
 from kfp import dsl
 
 import components
-from aiinfra.config import PlatformConfig, TrainingConfig
+from aiinfra.project.config import PlatformConfig, TrainingConfig
 from pipelines import task_options
 
-PIPELINE_NAME = "loan-default-training"
+
+def pipeline_name(config: PlatformConfig) -> str:
+    return f"{config.project.name}-training"
 
 
 def request_resources(task: Any, training: TrainingConfig) -> None:
@@ -28,7 +30,7 @@ def build_pipeline(config: PlatformConfig) -> Any:
     c = components.build(config.kfp.image)
 
     @dsl.pipeline(
-        name=PIPELINE_NAME,
+        name=pipeline_name(config),
         description="Feast training set -> GX validation -> train -> evaluate vs @champion "
         "-> register -> promote when the gate passes",
     )

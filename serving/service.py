@@ -1,7 +1,8 @@
-"""BentoML service: serves the MLflow ``@champion`` of the loan default model.
+"""BentoML service: serves the MLflow ``@champion`` of a project's model.
 
 Configuration comes from the platform config, passed as JSON in ``AIINFRA_CONFIG_JSON`` (set
-by ``aiinfra serve``). The service starts even when no champion exists yet, reporting not
+by ``aiinfra serve``). The request and response types are built from the project's schema
+when the service is imported, so the OpenAPI page shows the project's own fields. The service starts even when no champion exists yet, reporting not
 ready on ``/readyz`` until one is loaded. The registry's webhook (``POST /hooks/mlflow``,
 HMAC-signed with ``AIINFRA_WEBHOOK_SECRET``) triggers a swap as soon as ``@champion`` moves;
 a poll every ``serving.poll_seconds`` catches anything a webhook missed.
@@ -15,20 +16,33 @@ import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI, HTTPException, Request
 
-from aiinfra import registry, webhooks
-from aiinfra.config import config_from_json, load_config
-from aiinfra.deployment import ChampionSlot
-from aiinfra.serving import (
+from aiinfra.project.config import PlatformConfig, config_from_json, load_config
+from aiinfra.project.definition import load_project
+from aiinfra.release import registry, webhooks
+from aiinfra.runtime.api import (
     MAX_BATCH_ROWS,
-    BatchOfApplications,
     OnlineFeatures,
-    PredictionLog,
-    PredictionResponse,
-    RowPrediction,
     UnknownEntities,
+    batch_type,
     predict,
     predict_rows,
+    response_types,
+    row_type,
 )
+from aiinfra.runtime.champion import ChampionSlot
+from aiinfra.runtime.prediction_log import PredictionLog
+
+
+def _config() -> PlatformConfig:
+    payload = os.environ.get("AIINFRA_CONFIG_JSON")
+    return config_from_json(payload) if payload else load_config()
+
+
+CONFIG = _config()
+SCHEMA = load_project(CONFIG).schema
+Row = row_type(SCHEMA)
+Rows = batch_type(Row)
+PredictionResponse, RowPrediction = response_types(SCHEMA)
 
 served_version = bentoml.metrics.Gauge(
     name="aiinfra_serving_model_version",
@@ -41,12 +55,11 @@ hooks = FastAPI(title="registry hooks")
 
 @bentoml.service(workers=1, traffic={"timeout": 30})
 @bentoml.asgi_app(hooks, path="/hooks")
-class LoanScorer:
+class ModelService:
     def __init__(self) -> None:
-        payload = os.environ.get("AIINFRA_CONFIG_JSON")
-        self.config = config_from_json(payload) if payload else load_config()
+        self.config = CONFIG
         self.webhook_secret = os.environ.get(webhooks.SECRET_ENV, "")
-        self.features = OnlineFeatures(self.config)
+        self.features = OnlineFeatures(self.config, SCHEMA)
         self.log = PredictionLog(
             self.config.prediction_log_dir, self.config.serving.log_sample_rate
         )
@@ -61,15 +74,12 @@ class LoanScorer:
         return self.slot.served is not None
 
     @bentoml.api
-    def predict(self, rows: BatchOfApplications) -> PredictionResponse:
-        """Probability of default for each application. Example body:
-        {"rows": [{"applicant_id": 1, "zipcode": "10000", "loan_amount": 12000,
-                   "term_months": 36, "purpose": "car"}]}
-        """
+    def predict(self, rows: Rows) -> PredictionResponse:  # type: ignore[valid-type]
+        """The model's answer for each row: {"rows": [{<entity keys>, <request features>}]}."""
         served = self.slot.served  # one read: the whole request uses one model version
         if served is None:
             raise ServiceUnavailable("no @champion model is deployed yet")
-        served_version.labels(model_name=self.config.mlflow.model_name).set(float(served.version))
+        served_version.labels(model_name=self.config.model_name).set(float(served.version))
         plain = [row.model_dump() for row in rows]
         try:
             features = self.features.frame(plain)
@@ -77,12 +87,12 @@ class LoanScorer:
             raise NotFound(str(exc)) from exc
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        response = predict(served, features, self.config.mlflow.model_name)
+        response = predict(served, features, self.config.model_name)
         self.log.record(plain, response)
-        return response
+        return PredictionResponse(**response)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_ROWS, max_latency_ms=1000)
-    def predict_batch(self, rows: BatchOfApplications) -> list[RowPrediction]:
+    def predict_batch(self, rows: Rows) -> list[RowPrediction]:  # type: ignore[valid-type]
         """Adaptive batching: concurrent requests are merged into one feature lookup and one
         forward pass. Same body as /predict; each row answers with its model version, or an
         error when the feature store does not know its entity."""
@@ -90,7 +100,7 @@ class LoanScorer:
         if served is None:
             raise ServiceUnavailable("no @champion model is deployed yet")
         plain = [row.model_dump() for row in rows]
-        return predict_rows(served, self.features.lookup(plain))
+        return [RowPrediction(**row) for row in predict_rows(served, self.features.lookup(plain))]
 
     @hooks.post("/mlflow", status_code=202)
     async def mlflow_webhook(self, request: Request) -> dict[str, str]:
@@ -105,7 +115,7 @@ class LoanScorer:
             raise HTTPException(status_code=400, detail=f"not a registry event: {exc}") from exc
         if (
             event is None
-            or event.model != self.config.mlflow.model_name
+            or event.model != self.config.model_name
             or event.alias != registry.CHAMPION
         ):
             return {"status": "ignored"}

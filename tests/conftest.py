@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aiinfra import demo_data, services
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.data import demo_data
+from aiinfra.ops import local_servers
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 
 SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
@@ -31,7 +32,7 @@ def run_cli(
     )
 
 
-free_port = services.free_port
+free_port = local_servers.free_port
 
 
 def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> PlatformConfig:
@@ -70,7 +71,7 @@ def training_frame(
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfig]:
     """A real MLflow server (sqlite backend, proxied artifacts) on a free loopback port."""
     config = smoke_config(tmp_path_factory.mktemp("mlflow-home"))
-    service = services.mlflow_service(config)
-    services.start(service)
+    service = local_servers.mlflow_service(config)
+    local_servers.start(service)
     yield config
-    services.stop(service)
+    local_servers.stop(service)

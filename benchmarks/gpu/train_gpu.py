@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from aiinfra import hardware
+from aiinfra.training import hardware
 from benchmarks.training import Case, format_case, measure_case
 
 GPU = {"rows": 1_000_000, "hidden": [4096] * 4, "batch_size": 16_384, "epochs": 2, "peak_n": 8192}

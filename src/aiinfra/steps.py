@@ -2,7 +2,8 @@
 
 Each step reads its inputs from paths, writes its outputs to paths and returns the small
 values the pipeline wires onwards. They run the same in one process (benchmarks, tests) as in
-a Kubeflow task.
+a Kubeflow task. The training set carries its schema (:mod:`aiinfra.data.training_set`), so
+only the first step reads the project's Feast repo.
 """
 
 from __future__ import annotations
@@ -14,26 +15,34 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import pandas as pd
-
-from aiinfra import (
-    distributed,
-    drift,
-    evaluate,
-    launch,
-    plots,
-    registry,
-    retraining,
-    schema,
-    search,
-    train,
-    validation,
-)
-from aiinfra.config import PlatformConfig
-from aiinfra.model import LoanModel
+from aiinfra.data import drift, validation
+from aiinfra.data.training_set import build_training_set as build_rows
+from aiinfra.data.training_set import ignored_columns, read_training_set, write_training_set
+from aiinfra.monitoring import retraining
+from aiinfra.project.config import PlatformConfig
+from aiinfra.project.definition import Project, load_project, metric_for
+from aiinfra.release import gate, metrics, plots, registry
+from aiinfra.training import distributed, launcher, search, train
+from aiinfra.training.job import TrainingSummary, checkpoint_dir_for, train_to_directory
+from aiinfra.training.model import TabularModel, check_network
 
 log = logging.getLogger(__name__)
+
+
+def check_project(config: PlatformConfig) -> Project:
+    """Load the project and build its network once on dummy input: every definition error
+    (files, columns, types, classes, metric, model entry point) surfaces here, before any
+    pipeline task runs. Raises ProjectError."""
+    from aiinfra.project.definition import ProjectError
+
+    project = load_project(config)
+    schema = project.schema
+    width = len(schema.numeric) + sum(max(1, len(f.categories)) for f in schema.categorical)
+    try:
+        check_network(config.model, width, schema.output_width, config.project.root)
+    except ValueError as exc:
+        raise ProjectError(str(exc)) from exc
+    return project
 
 
 @dataclass(frozen=True)
@@ -41,44 +50,37 @@ class TrainingSetInfo:
     rows: int
     data_hash: str
     feature_service: str
+    ignored_columns: tuple[str, ...]
 
 
 def build_training_set(config: PlatformConfig, output: Path) -> TrainingSetInfo:
-    """Point-in-time join of the loans (labels + request fields) with the Feast features."""
-    from aiinfra import feature_store  # Feast costs ~5 s to import: only where it is used
-
-    loans_path = config.data_dir / "loans.parquet"
-    if not loans_path.exists():
-        raise FileNotFoundError(
-            f"no loans table at {loans_path}: run `aiinfra data generate` first"
-        )
-    loans = pd.read_parquet(loans_path)
-    missing = [
-        c for c in (schema.LOAN_ID, *schema.ENTITY_KEYS, schema.EVENT_TIMESTAMP) if c not in loans
-    ]
-    if missing:
-        raise ValueError(f"{loans_path} lacks key columns: {', '.join(missing)}")
-    store = feature_store.open_store(config)
-    repo = feature_store.repo_objects(config)
-    feature_store.apply(store, repo)
-    joined = feature_store.historical_features(store, repo, loans)
-    known = [c for c in schema.TRAINING_COLUMNS if c in joined]
-    joined = joined[known + [c for c in joined.columns if c not in known]]
-    joined = joined.sort_values(schema.LOAN_ID).reset_index(drop=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    joined.to_parquet(output, index=False)
-    return TrainingSetInfo(len(joined), evaluate.frame_hash(joined), repo.service.name)
+    """Point-in-time join of the label table with the project's Feast feature service."""
+    project = load_project(config)
+    frame = build_rows(config, project)
+    write_training_set(frame, project.schema, output, project.ignored_columns)
+    return TrainingSetInfo(
+        len(frame),
+        metrics.frame_hash(frame),
+        project.schema.feature_service,
+        project.ignored_columns,
+    )
 
 
 def validate_training_set(
-    config: PlatformConfig, training_set: Path, markdown_out: Path, html_out: Path | None = None
+    config: PlatformConfig,
+    training_set: Path,
+    markdown_out: Path,
+    html_out: Path | None = None,
 ) -> validation.ValidationReport:
     """Run the suite and the drift tests against the champion's training data; write the
     report; raise DataValidationError if the data failed."""
-    frame = pd.read_parquet(training_set)
-    mlflow.set_tracking_uri(config.mlflow.tracking_uri)
-    found = registry.champion_reference(config.mlflow.tracking_uri, config.mlflow.model_name)
-    report = validation.validate(frame, config.validation, None if found is None else found[1])
+    frame, schema = read_training_set(training_set)
+    c = registry.client(config.mlflow.tracking_uri)
+    found = registry.champion_reference(config.mlflow.tracking_uri, config.model_name)
+    reference = None if found is None else found[1]
+    report = validation.validate(
+        frame, schema, config.validation, reference, ignored_columns=ignored_columns(training_set)
+    )
     markdown_out.parent.mkdir(parents=True, exist_ok=True)
     markdown_out.write_text(report.markdown())
     if html_out is not None:
@@ -87,8 +89,8 @@ def validate_training_set(
     if not report.success:
         # Stopped runs are visible in MLflow too (no model, no version): the report and why.
         registry.log_stopped_run(
-            config.mlflow.tracking_uri,
-            config.mlflow.experiment,
+            c,
+            config.experiment,
             {"validation": "failed", "validation_summary": report.summary()[:4000]},
             {"reports/validation.html": report.html(), "reports/validation.md": report.markdown()},
         )
@@ -101,7 +103,7 @@ def train_model(
     training_set: Path,
     model_dir: Path,
     search_outcome: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """Train (with the search's best settings, if a search ran); returns the summary.
 
     Checkpoints go beside the model output unless ``training.checkpoint_dir`` says otherwise,
@@ -109,17 +111,16 @@ def train_model(
     """
     outcome = search_outcome or {}
     hyperparameters = outcome.get("hyperparameters", {})
-    checkpoints = launch.checkpoint_dir_for(config, model_dir)
+    checkpoints = checkpoint_dir_for(config, model_dir)
     nproc = config.training.nproc_per_node
-    summary: dict[str, Any]
     if nproc > 1 and not distributed.from_env().distributed:
-        summary = launch.run_torchrun(
+        summary = launcher.run_torchrun(
             config, training_set, model_dir, nproc, checkpoints, hyperparameters
         )
     else:
-        summary = launch.train_to_dir(config, training_set, model_dir, checkpoints, hyperparameters)
+        summary = train_to_directory(config, training_set, model_dir, checkpoints, hyperparameters)
     if "run_id" in outcome:
-        summary["search_run_id"] = outcome["run_id"]
+        summary = TrainingSummary(**{**asdict(summary), "search_run_id": outcome["run_id"]})
     return summary
 
 
@@ -127,16 +128,17 @@ def search_hyperparameters(
     config: PlatformConfig, training_set: Path, pipeline_run: str
 ) -> dict[str, Any]:
     """Optuna trials on the training part (each an MLflow child run); the best settings."""
-    from aiinfra import search  # optuna is imported only where a search runs
-
-    frame = pd.read_parquet(training_set)
-    train_part, _ = train.split_by_time(frame, config.training.eval_fraction)
+    frame, schema = read_training_set(training_set)
+    train_part, _ = train.split_by_time(frame, config.training.eval_fraction, schema)
     found = search.run(
         train_part,
+        schema,
         config.training,
+        config.model,
         config.mlflow.tracking_uri,
-        config.mlflow.experiment,
+        config.experiment,
         run_name=f"search-{pipeline_run}",
+        root=config.project.root,
     )
     return {
         "hyperparameters": found.best,
@@ -157,10 +159,13 @@ class Evaluation:
     champion_version: str | None
     eval_hash: str
     eval_rows: int
-    confusion: list[list[int]]
     report: str
-    roc: dict[str, list[float]]
+    task: str
+    classes: list[str]  # as text, for confusion-matrix labels
+    confusion: list[list[int]] | None = None  # classification
+    roc: dict[str, list[float]] | None = None  # binary
     champion_roc: dict[str, list[float]] | None = None
+    residuals: dict[str, list[float]] | None = None  # regression: actual and predicted
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -172,37 +177,60 @@ class Evaluation:
 
 def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> Evaluation:
     """Score the new model and the current @champion on the same held-out rows; apply the gate."""
-    frame = pd.read_parquet(training_set)
-    _, eval_part = train.split_by_time(frame, config.training.eval_fraction)
-    challenger_model = LoanModel.load(model_dir)
-    challenger = evaluate.score(challenger_model, eval_part)
-    uri, name = config.mlflow.tracking_uri, config.mlflow.model_name
+    frame, schema = read_training_set(training_set)
+    _, eval_part = train.split_by_time(frame, config.training.eval_fraction, schema)
+    root = config.project.root
+    challenger_model = TabularModel.load(model_dir, root)
+    challenger = metrics.score(challenger_model, eval_part, schema)
+    uri, name = config.mlflow.tracking_uri, config.model_name
     champion_version = registry.alias_version(uri, name, registry.CHAMPION)
     champion = champion_roc = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            champion_model = registry.load_version(uri, name, champion_version, Path(tmp))
-        champion = evaluate.score(champion_model, eval_part)
-        champion_roc = evaluate.roc_points(champion_model, eval_part)
-    decision = evaluate.decide(config.gate, challenger, champion)
-    eval_hash = evaluate.frame_hash(eval_part)
-    report = evaluate.gate_report(
+            champion_model = registry.load_version(uri, name, champion_version, Path(tmp), root)
+        champion = metrics.score(champion_model, eval_part, schema)
+        if schema.task == "binary":
+            champion_roc = metrics.roc_points(champion_model, eval_part, schema)
+    metric = metric_for(config)
+    decision = gate.decide(config.gate, metric, challenger, champion)
+    eval_hash = metrics.frame_hash(eval_part)
+    report = gate.gate_report(
         decision, challenger, champion, champion_version, eval_hash, len(eval_part)
     )
+    classifier = schema.task != "regression"
     return Evaluation(
-        decision.passed,
-        decision.reason,
-        decision.metric,
-        challenger,
-        champion,
-        champion_version,
-        eval_hash,
-        len(eval_part),
-        evaluate.confusion(challenger_model, eval_part),
-        report,
-        evaluate.roc_points(challenger_model, eval_part),
-        champion_roc,
+        passed=decision.passed,
+        reason=decision.reason,
+        metric=metric,
+        challenger=challenger,
+        champion=champion,
+        champion_version=champion_version,
+        eval_hash=eval_hash,
+        eval_rows=len(eval_part),
+        report=report,
+        task=schema.task,
+        classes=[str(c) for c in challenger_model.classes],
+        confusion=metrics.confusion(challenger_model, eval_part, schema) if classifier else None,
+        roc=metrics.roc_points(challenger_model, eval_part, schema)
+        if schema.task == "binary"
+        else None,
+        champion_roc=champion_roc,
+        residuals=None if classifier else metrics.residuals(challenger_model, eval_part, schema),
     )
+
+
+def evaluation_figures(evaluation: Evaluation) -> dict[str, Any]:
+    """The plots of the evaluation that fit its task."""
+    figures: dict[str, Any] = {}
+    if evaluation.roc is not None:
+        figures["roc.png"] = plots.roc_figure(evaluation.roc, evaluation.champion_roc)
+    if evaluation.confusion is not None:
+        figures["confusion_matrix.png"] = plots.confusion_figure(
+            evaluation.confusion, evaluation.classes
+        )
+    if evaluation.residuals is not None:
+        figures["residuals.png"] = plots.residuals_figure(evaluation.residuals)
+    return figures
 
 
 def register_model(
@@ -210,57 +238,57 @@ def register_model(
     training_set: Path,
     model_dir: Path,
     evaluation: Evaluation,
-    training: dict[str, Any],
+    training: TrainingSummary,
     lineage: dict[str, str],
     validation_report: Path | None = None,
 ) -> str:
     """Log the run and register a version tagged with its lineage and its checks."""
-    frame = pd.read_parquet(training_set)
-    model = LoanModel.load(model_dir)
+    frame, schema = read_training_set(training_set)
+    model = TabularModel.load(model_dir, config.project.root)
     tags = {
         **lineage,
-        "data_hash": evaluate.frame_hash(frame),
+        "data_hash": metrics.frame_hash(frame),
         "eval_hash": evaluation.eval_hash,
-        "feature_service": config.features.feature_service,
+        "feature_service": schema.feature_service,
+        "task": schema.task,
+        "model_entry_point": config.model.entry_point,
         "validation": "passed",  # this step only runs after validation passed
         "gate": "passed" if evaluation.passed else "failed",
         "gate_reason": evaluation.reason,
         "gate_metric": evaluation.metric,
         "champion_at_evaluation": evaluation.champion_version or "none",
     }
-    if "search_run_id" in training:
-        tags["search_run_id"] = training["search_run_id"]
-    trained_with = search.apply(config.training, training.get("hyperparameters") or {})
+    if training.search_run_id:
+        tags["search_run_id"] = training.search_run_id
+    trained_with, network = search.with_overrides(
+        config.training, config.model, training.hyperparameters
+    )
     params = {
         **{f"training.{k}": v for k, v in trained_with.model_dump().items()},
+        **{f"model.{k}": v for k, v in network.settings.items()},
+        "model.entry_point": network.entry_point,
         "data.rows": len(frame),
-        **{k: training.get(k, "unknown") for k in ("device", "device_name", "precision")},
-        "energy_source": training.get("energy_source", "unavailable"),
+        "device": training.device,
+        "precision": training.precision,
+        "device_name": training.usage.get("device_name", "unknown"),
+        "energy_source": training.usage.get("energy_source", "unavailable"),
     }
-    history: list[dict[str, float]] = training.get("history", [])
-    per_epoch = {k for row in history for k in row}
-    metrics = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
-    # Per-epoch values go in as series (step = epoch), not again as one more point.
-    metrics.update(
-        {
-            k: float(v)
-            for k, v in training.items()
-            if isinstance(v, int | float) and k not in per_epoch
-        }
-    )
+    scores = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
+    c = registry.client(config.mlflow.tracking_uri)
     registered = registry.log_and_register(
-        config.mlflow.tracking_uri,
-        config.mlflow.experiment,
-        config.mlflow.model_name,
+        c,
+        config.experiment,
+        config.model_name,
         model,
         frame,
         params,
-        metrics,
+        {**scores, **training.metrics()},
         tags,
         {
             "reports/gate.md": evaluation.report,
             # What the next run's data is compared with (drift), if this version becomes champion.
-            registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame)),
+            registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame, schema)),
+            "reference/schema.json": json.dumps(schema.to_dict(), indent=2, default=str),
             **(
                 {"reports/validation.html": validation_report.read_text()}
                 if validation_report is not None and validation_report.exists()
@@ -268,18 +296,15 @@ def register_model(
             ),
         },
         run_name=lineage.get("pipeline_run"),
-        history=history,
-        figures={
-            "roc.png": plots.roc_figure(evaluation.roc, evaluation.champion_roc),
-            "confusion_matrix.png": plots.confusion_figure(evaluation.confusion),
-        },
+        history=training.history,
+        figures=evaluation_figures(evaluation),
     )
     # A sample of the training rows: what `aiinfra retrain --if-drifted` compares with.
-    retraining.log_reference(config.mlflow.tracking_uri, registered.run_id, frame)
+    retraining.log_reference(c, registered.run_id, frame, schema)
     if evaluation.champion_version is not None:
         # Both versions carry the hash of the rows they were compared on.
-        registry.client(config.mlflow.tracking_uri).set_model_version_tag(
-            config.mlflow.model_name,
+        c.set_model_version_tag(
+            config.model_name,
             evaluation.champion_version,
             f"compared_with_v{registered.version}_on",
             evaluation.eval_hash,
@@ -290,7 +315,7 @@ def register_model(
 def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> str | None:
     previous: str | None = registry.promote(
         config.mlflow.tracking_uri,
-        config.mlflow.model_name,
+        config.model_name,
         version,
         actor=f"pipeline:{pipeline_run}",
         reason="evaluation gate passed",

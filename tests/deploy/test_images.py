@@ -16,8 +16,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from aiinfra import k8s
-from aiinfra.config import PROJECT_ROOT, load_config
+from aiinfra.ops import k8s
+from aiinfra.project.config import PROJECT_ROOT, load_config
 
 DOCKER = PROJECT_ROOT / "docker"
 IMAGES = {"components": DOCKER / "components.Dockerfile", "serving": DOCKER / "serving.Dockerfile"}
@@ -101,7 +101,7 @@ def test_serving_image_matches_the_manifests() -> None:
     path = IMAGES["serving"]
     assert values(path, "EXPOSE") == [str(k8s.CONTAINER_PORT)]
     cmd = values(path, "CMD")[0]
-    assert '"serving.service:LoanScorer"' in cmd and f'"{k8s.CONTAINER_PORT}"' in cmd
+    assert '"serving.service:ModelService"' in cmd and f'"{k8s.CONTAINER_PORT}"' in cmd
     assert "/aiinfra-serving:" in CLUSTER.kfp.serving_image
 
 

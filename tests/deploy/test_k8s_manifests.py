@@ -13,8 +13,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from aiinfra import k8s
-from aiinfra.config import PlatformConfig, config_from_json, load_config
+from aiinfra.ops import k8s
+from aiinfra.project.config import PlatformConfig, config_from_json, load_config
 from tests.conftest import SMOKE, run_cli
 
 IMAGE = "registry.example/aiinfra-serving:1.2.3"
@@ -178,6 +178,6 @@ def test_cli_writes_the_manifests(tmp_path: Path) -> None:
 
 
 def test_library_module_does_not_import_kfp() -> None:
-    code = "import sys, aiinfra.k8s; sys.exit('kfp imported' if 'kfp' in sys.modules else 0)"
+    code = "import sys, aiinfra.ops.k8s; sys.exit('kfp imported' if 'kfp' in sys.modules else 0)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

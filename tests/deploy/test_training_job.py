@@ -13,8 +13,8 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from aiinfra import k8s, training_job
-from aiinfra.config import PlatformConfig, config_from_json, load_config
+from aiinfra.ops import k8s, training_job
+from aiinfra.project.config import PlatformConfig, config_from_json, load_config
 from tests.conftest import SMOKE, run_cli
 
 IMAGE = "registry.example/aiinfra-components:1.2.3"
@@ -121,7 +121,7 @@ def test_every_pod_runs_torchrun_on_the_shared_volume(gpu_config: PlatformConfig
     job, config_map = docs["PyTorchJob"], docs["ConfigMap"]
     template = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     (container,) = template["spec"]["containers"]
-    assert container["command"] == ["torchrun", "-m", "aiinfra.launch"]
+    assert container["command"] == ["torchrun", "-m", "aiinfra.training.launcher"]
     args = dict(zip(container["args"][::2], container["args"][1::2], strict=True))
     assert args == {
         "--training-set": "/workspace/data/ts.parquet",

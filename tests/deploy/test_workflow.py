@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aiinfra.config import PROJECT_ROOT
+from aiinfra.project.config import PROJECT_ROOT
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "retrain.yml"
 

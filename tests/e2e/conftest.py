@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from aiinfra import demo_data, feature_store, services
-from aiinfra.config import PlatformConfig
+from aiinfra.data import demo_data, feature_store
+from aiinfra.ops import local_servers
+from aiinfra.project.config import PlatformConfig
 
 
 def running_platform(config: PlatformConfig) -> Iterator[PlatformConfig]:
-    services.start(services.mlflow_service(config))
+    local_servers.start(local_servers.mlflow_service(config))
     demo_data.write_demo_data(config.data, config.data_dir)
     store = feature_store.open_store(config)
     repo = feature_store.repo_objects(config)
@@ -19,5 +20,5 @@ def running_platform(config: PlatformConfig) -> Iterator[PlatformConfig]:
     try:
         yield config
     finally:
-        for service in (services.bentoml_service(config), services.mlflow_service(config)):
-            services.stop(service)
+        for service in (local_servers.bentoml_service(config), local_servers.mlflow_service(config)):
+            local_servers.stop(service)

@@ -20,9 +20,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiinfra import registry, services
-from aiinfra.config import PlatformConfig
-from aiinfra.serving import OnlineFeatures
+from aiinfra.release import registry
+from aiinfra.ops import local_servers
+from aiinfra.project.config import PlatformConfig
+from aiinfra.runtime.serving import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
 from tests.conftest import run_cli, smoke_config
@@ -276,7 +277,7 @@ def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
 ) -> None:
     refused = _cli(platform, "promote", "2")
     assert refused.returncode == 1 and "gate=failed" in refused.stderr
-    pid = services.running_pid(services.bentoml_service(platform))
+    pid = local_servers.running_pid(local_servers.bentoml_service(platform))
     with Load(service_url, sample_request(platform)) as load:
         time.sleep(1)
         done = _cli(platform, "promote", "2", "--force", "--reason", "e2e test")
@@ -286,7 +287,7 @@ def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
         time.sleep(1)
     assert len(load.statuses) > 20 and set(load.statuses) == {200}, set(load.statuses)
     assert load.versions == {"1", "2"}
-    assert services.running_pid(services.bentoml_service(platform)) == pid
+    assert local_servers.running_pid(local_servers.bentoml_service(platform)) == pid
     history = _cli(platform, "history")
     assert (
         "promote" in history.stdout and "1 -> 2" in history.stdout and "(forced)" in history.stdout

@@ -21,9 +21,10 @@ import pytest
 import redis
 import yaml
 
-from aiinfra import registry, retraining
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.serving import OnlineFeatures
+from aiinfra.release import registry
+from aiinfra.monitoring import retraining
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.runtime.serving import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from tests.conftest import SMOKE, free_port
 from tests.e2e.conftest import running_platform

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 import pytest
 
-from aiinfra import registry, schema
-from aiinfra.config import PlatformConfig
+from aiinfra.release import registry
+from aiinfra.project import schema
+from aiinfra.project.config import PlatformConfig
 from aiinfra_cli.workflow import run_training
 from pipelines.local import PipelineFailed
 from tests.conftest import smoke_config

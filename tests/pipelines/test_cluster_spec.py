@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kfp import compiler
 
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
 from pipelines.training import PIPELINE_NAME, build_pipeline
 from tests.conftest import SMOKE
 from tests.pipelines.test_compile import STEPS

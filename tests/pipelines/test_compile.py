@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from kfp import compiler, components
 
-from aiinfra.config import load_config
+from aiinfra.project.config import load_config
 from pipelines.training import PIPELINE_NAME, build_pipeline
 from tests.conftest import SMOKE, run_cli
 
@@ -83,7 +83,7 @@ def test_cli_compile_writes_yaml(tmp_path: Path) -> None:
 
 def test_library_does_not_import_kfp() -> None:
     code = (
-        "import sys, aiinfra.steps, aiinfra.serving, aiinfra.registry, aiinfra.services;"
+        "import sys, aiinfra.steps, aiinfra.runtime.serving, aiinfra.release.registry, aiinfra.ops.local_servers;"
         "bad = [m for m in ('kfp', 'components', 'pipelines', 'aiinfra_cli') if m in sys.modules];"
         "sys.exit(f'library imported {bad}' if bad else 0)"
     )

@@ -16,7 +16,7 @@ import kfp
 import pytest
 import yaml
 
-from aiinfra.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
 from pipelines import submit
 from pipelines.training import PIPELINE_NAME
 

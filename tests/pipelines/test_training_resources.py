@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from kfp import compiler
 
-from aiinfra.config import load_config
+from aiinfra.project.config import load_config
 from pipelines.training import build_pipeline
 from tests.conftest import SMOKE
 

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra import registry, train
-from aiinfra.config import PlatformConfig, TrainingConfig
-from aiinfra.deployment import ChampionSlot
-from aiinfra.model import LoanModel
+from aiinfra.release import registry
+from aiinfra.training import train
+from aiinfra.project.config import PlatformConfig, TrainingConfig
+from aiinfra.runtime.champion import ChampionSlot
+from aiinfra.training.model import LoanModel
 
 FAST = TrainingConfig(hidden_sizes=[8], epochs=2, device="cpu")
 

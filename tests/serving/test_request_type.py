@@ -1,8 +1,8 @@
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from aiinfra.deployment import check_model, smoke_frame
-from aiinfra.serving import MAX_BATCH_ROWS, BatchOfApplications, LoanApplication
+from aiinfra.runtime.champion import check_model, smoke_frame
+from aiinfra.runtime.serving import MAX_BATCH_ROWS, BatchOfApplications, LoanApplication
 
 GOOD = {
     "applicant_id": 1,
@@ -53,7 +53,7 @@ def test_batch_bounds() -> None:
 
 
 def test_smoke_frame_covers_every_feature() -> None:
-    from aiinfra import schema
+    from aiinfra.project import schema
 
     assert list(smoke_frame().columns) == list(schema.FEATURE_NAMES)
     with pytest.raises(AttributeError):

@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aiinfra import registry, retraining, schema
-from aiinfra.config import PlatformConfig
-from aiinfra.serving import Prediction, PredictionLog, PredictionResponse
+from aiinfra.release import registry
+from aiinfra.monitoring import retraining
+from aiinfra.project import schema
+from aiinfra.project.config import PlatformConfig
+from aiinfra.runtime.serving import Prediction, PredictionLog, PredictionResponse
 from tests.conftest import SMOKE
 
 MODEL = "drift-model"

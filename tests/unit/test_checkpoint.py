@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra import checkpoint, train
-from aiinfra.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.model import LoanModel
+from aiinfra.training import checkpoint, train
+from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
+from aiinfra.training.model import LoanModel
 from tests.conftest import SMOKE
 
 
@@ -97,7 +97,7 @@ def test_killed_run_resumes_and_ends_bit_identical(
     training_frame.to_parquet(training_set)
     config_file.write_text(config.to_json())
     checkpoints, model_dir, summary = tmp_path / "ckpt", tmp_path / "model", tmp_path / "sum.json"
-    command = [sys.executable, "-m", "aiinfra.launch", "--config-json", str(config_file),
+    command = [sys.executable, "-m", "aiinfra.training.launcher", "--config-json", str(config_file),
                "--training-set", str(training_set), "--model-dir", str(model_dir),
                "--checkpoint-dir", str(checkpoints), "--summary", str(summary)]  # fmt: skip
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from aiinfra.config import config_from_json, load_config
+from aiinfra.project.config import config_from_json, load_config
 from tests.conftest import SMOKE
 
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from aiinfra import demo_data, schema
-from aiinfra.config import DataConfig
+from aiinfra.data import demo_data
+from aiinfra.project import schema
+from aiinfra.project.config import DataConfig
 
 
 def test_same_seed_same_data() -> None:

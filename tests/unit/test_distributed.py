@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra import distributed, launch, steps
-from aiinfra.checkpoint import CheckpointStore
-from aiinfra.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.model import LoanModel
+from aiinfra.training import distributed, launcher
+from aiinfra import steps
+from aiinfra.training.checkpoint import CheckpointStore
+from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
+from aiinfra.training.model import LoanModel
 from tests.conftest import SMOKE
 
 
@@ -61,7 +62,7 @@ def test_two_processes_match_one_and_resume(training_frame: pd.DataFrame, tmp_pa
     # The train step runs torchrun itself when nproc_per_node > 1.
     ddp = steps.train_model(config, training_set, tmp_path / "ddp")
     single_config = smoke(tmp_path, **training)
-    single = launch.train_to_dir(single_config, training_set, tmp_path / "single")
+    single = launcher.train_to_dir(single_config, training_set, tmp_path / "single")
 
     assert (ddp["world_size"], single["world_size"]) == (2, 1)
     assert ddp["devices"] == 2 and ddp["samples_per_second"] > 0
@@ -77,7 +78,7 @@ def test_two_processes_match_one_and_resume(training_frame: pd.DataFrame, tmp_pa
     store = CheckpointStore(run)
     assert store.epochs() == [4, 6]
     store.path(6).unlink()
-    resumed = launch.run_torchrun(
+    resumed = launcher.run_torchrun(
         config,
         training_set,
         tmp_path / "ddp-resumed",

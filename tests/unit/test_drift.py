@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from aiinfra.config import DriftConfig
-from aiinfra.drift import build_profile, compare, psi
+from aiinfra.project.config import DriftConfig
+from aiinfra.data.drift import build_profile, compare, psi
 
 CONFIG = DriftConfig()
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from aiinfra import evaluate
-from aiinfra.config import GateConfig
+from aiinfra.release import evaluate
+from aiinfra.project.config import GateConfig
 
 GATE = GateConfig(metric="roc_auc", min_value=0.6, margin=0.01)
 
@@ -62,8 +62,8 @@ def test_a_regression_on_any_metric_blocks_promotion() -> None:
 
 
 def test_roc_points_are_thinned_and_finite(training_frame: pd.DataFrame) -> None:
-    from aiinfra import train
-    from aiinfra.config import TrainingConfig
+    from aiinfra.training import train
+    from aiinfra.project.config import TrainingConfig
 
     model = train.train(training_frame, TrainingConfig(hidden_sizes=[8], epochs=1)).model
     roc = evaluate.roc_points(model, training_frame, max_points=20)

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiinfra import demo_data, feature_store, schema
-from aiinfra.feature_definitions import TTL
+from aiinfra.data import demo_data, feature_store
+from aiinfra.project import schema
+from aiinfra.data.feature_definitions import TTL
 from tests.conftest import smoke_config
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra import train
-from aiinfra.config import PROJECT_ROOT, TrainingConfig
+from aiinfra.training import train
+from aiinfra.project.config import PROJECT_ROOT, TrainingConfig
 
 
 def test_gpu_benchmark_runs_as_a_dry_run(tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiinfra import train
-from aiinfra.config import TrainingConfig
-from aiinfra.model import SPEC_FILE, WEIGHTS_FILE, Encoder, LoanModel
+from aiinfra.training import train
+from aiinfra.project.config import TrainingConfig
+from aiinfra.training.model import SPEC_FILE, WEIGHTS_FILE, Encoder, LoanModel
 
 FAST = TrainingConfig(hidden_sizes=[16], epochs=3, batch_size=128, device="cpu")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aiinfra import feature_store, k8s, services
-from aiinfra.config import PROJECT_ROOT, load_config
+from aiinfra.data import feature_store
+from aiinfra.ops import k8s, local_servers
+from aiinfra.project.config import PROJECT_ROOT, load_config
 
 CONFIGS = PROJECT_ROOT / "configs"
 
@@ -26,14 +27,14 @@ def test_one_setting_selects_the_profile(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_team_profile_puts_mlflow_on_postgres(tmp_path: Path) -> None:
     team = load_config(CONFIGS / "team.yaml", home=tmp_path)
-    command = services.mlflow_service(team).command
+    command = local_servers.mlflow_service(team).command
     store = command[command.index("--backend-store-uri") + 1]
     assert store == "postgresql+psycopg2://aiinfra@127.0.0.1:5432/mlflow"  # password: PGPASSWORD
     # Artifacts proxied by the server, kept under the home unless configured.
     assert command[command.index("--artifacts-destination") + 1] == str(
         tmp_path / "mlflow" / "artifacts"
     )
-    local = services.mlflow_service(load_config(CONFIGS / "local.yaml", home=tmp_path)).command
+    local = local_servers.mlflow_service(load_config(CONFIGS / "local.yaml", home=tmp_path)).command
     assert local[local.index("--backend-store-uri") + 1].startswith("sqlite:///")
 
 

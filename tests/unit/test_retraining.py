@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiinfra import retraining, schema
-from aiinfra.config import RetrainingConfig
+from aiinfra.monitoring import retraining
+from aiinfra.project import schema
+from aiinfra.project.config import RetrainingConfig
 
 SETTINGS = RetrainingConfig()
 

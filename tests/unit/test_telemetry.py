@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aiinfra import hardware, telemetry
+from aiinfra.training import hardware, telemetry
 
 
 def _domain(root: Path, name: str, energy_uj: int, max_uj: int) -> Path:

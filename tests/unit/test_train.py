@@ -3,8 +3,10 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra import evaluate, schema, train
-from aiinfra.config import TrainingConfig
+from aiinfra.release import evaluate
+from aiinfra.project import schema
+from aiinfra.training import train
+from aiinfra.project.config import TrainingConfig
 
 CONFIG = TrainingConfig(hidden_sizes=[32, 16], epochs=8, batch_size=128, device="cpu")
 
@@ -109,8 +111,8 @@ def test_bf16_on_cpu_falls_back_to_fp32(training_frame: pd.DataFrame) -> None:
 def test_training_settings_are_validated() -> None:
     from pydantic import ValidationError
 
-    from aiinfra import search
-    from aiinfra.config import SearchConfig
+    from aiinfra.training import search
+    from aiinfra.project.config import SearchConfig
 
     with pytest.raises(ValidationError, match="learning_rate"):
         SearchConfig(learning_rate=(1e-2, 1e-4))

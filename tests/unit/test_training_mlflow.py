@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from aiinfra import steps
-from aiinfra.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.model import LoanModel
+from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
+from aiinfra.training.model import LoanModel
 from tests.conftest import SMOKE
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiinfra import schema
-from aiinfra.config import ValidationConfig
-from aiinfra.validation import DataValidationError, validate
+from aiinfra.project import schema
+from aiinfra.project.config import ValidationConfig
+from aiinfra.data.validation import DataValidationError, validate
 
 CONFIG = ValidationConfig(min_rows=100)
 
@@ -110,7 +110,7 @@ def test_same_applicant_twice_at_the_same_time_is_a_duplicate(training_frame: pd
 def test_drift_against_the_reference_fails_the_gate_and_is_reported(
     training_frame: pd.DataFrame,
 ) -> None:
-    from aiinfra.drift import build_profile
+    from aiinfra.data.drift import build_profile
 
     reference = build_profile(training_frame)
     clean = validate(training_frame, CONFIG, reference)
@@ -123,7 +123,7 @@ def test_drift_against_the_reference_fails_the_gate_and_is_reported(
 
 
 def test_drift_in_warn_mode_passes_but_says_so(training_frame: pd.DataFrame) -> None:
-    from aiinfra.drift import build_profile
+    from aiinfra.data.drift import build_profile
 
     warn = CONFIG.model_copy(update={"drift": CONFIG.drift.model_copy(update={"mode": "warn"})})
     report = validate(
@@ -133,7 +133,7 @@ def test_drift_in_warn_mode_passes_but_says_so(training_frame: pd.DataFrame) -> 
 
 
 def test_row_count_is_bounded_by_the_reference(training_frame: pd.DataFrame) -> None:
-    from aiinfra.drift import build_profile
+    from aiinfra.data.drift import build_profile
 
     reference = {**build_profile(training_frame), "rows": len(training_frame) * 100}
     report = validate(training_frame, CONFIG, reference)

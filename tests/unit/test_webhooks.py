@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from aiinfra import webhooks
+from aiinfra.release import webhooks
 
 SECRET = "s3cret"
 BODY = json.dumps(

@@ -1,0 +1,1 @@
+"""Data: the Feast store, point-in-time training sets, validation and drift."""

@@ -1,0 +1,261 @@
+"""Data validation: a Great Expectations 1.x suite derived from the declared schema and the
+reference data's statistics, plus distribution drift against that reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from aiinfra.data import drift
+from aiinfra.data.drift import FeatureDrift
+from aiinfra.project.config import ValidationConfig
+from aiinfra.project.schema import Feature, Schema
+
+INTEGER_TYPES = ["int8", "int16", "int32", "int64", "Int64", "int"]
+FLOAT_TYPES = ["float16", "float32", "float64", "Float64", "float", *INTEGER_TYPES]
+STRING_TYPES = ["object", "str", "string", "string[python]", "category"]
+
+
+class DataValidationError(RuntimeError):
+    """The data broke the suite (or drifted, in fail mode); the message names every failure."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.summary())
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    expectation: str
+    column: str | None
+    success: bool
+    detail: str
+    samples: list[Any] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.expectation}({self.column})" if self.column else self.expectation
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    checks: list[CheckResult]
+    n_rows: int
+    drift: list[FeatureDrift] = field(default_factory=list)
+    drift_mode: str = "off"
+    reference_rows: int | None = None  # None: no reference (no champion yet)
+    ignored_columns: tuple[str, ...] = ()  # label-table columns the project does not declare
+
+    @property
+    def drifted(self) -> list[FeatureDrift]:
+        return [d for d in self.drift if d.drifted]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        failed = [c for c in self.checks if not c.success]
+        if self.drift_mode == "fail":
+            failed += [_drift_check(d) for d in self.drifted]
+        return failed
+
+    @property
+    def success(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line for the log: the verdict, the counts, and every failure named."""
+        total = len(self.checks) + (len(self.drift) if self.drift_mode == "fail" else 0)
+        verdict = "passed" if self.success else "FAILED"
+        head = (
+            f"validation {verdict}: {total - len(self.failed)}/{total} checks on {self.n_rows} rows"
+        )
+        if self.drift_mode == "warn" and self.drifted:
+            head += "; drift (warning only): " + ", ".join(d.feature for d in self.drifted)
+        if self.success:
+            return head
+        return head + "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
+
+    def markdown(self) -> str:
+        from aiinfra.data.validation_report import render_markdown
+
+        text: str = render_markdown(self)
+        return text
+
+    def html(self) -> str:
+        from aiinfra.data.validation_report import render_html
+
+        page: str = render_html(self)
+        return page
+
+
+def _drift_check(d: FeatureDrift) -> CheckResult:
+    detail = f"PSI {d.psi:.3f}, {d.test.split('+')[1]} {d.statistic:.3f}; {d.detail}"
+    return CheckResult("distribution_drift", d.feature, False, detail)
+
+
+def build_suite(
+    schema: Schema,
+    config: ValidationConfig,
+    reference: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Any:
+    """The expectation suite for a training set: the schema's columns, keys, declared bounds
+    and categories (else the reference's, learned), freshness, the label, the reference size."""
+    import great_expectations as gx
+
+    now = now or datetime.now(UTC)
+    e: Any = gx.expectations
+    suite = gx.ExpectationSuite(name="training_set")
+    add = suite.add_expectation
+    add(e.ExpectTableColumnsToMatchSet(column_set=list(schema.training_columns), exact_match=True))
+    low, high = config.min_rows, config.max_rows
+    if reference is not None:  # a training set far smaller or larger than the last is suspect
+        low = max(low, int(reference["rows"] * config.min_row_ratio))
+        high = min(high, int(reference["rows"] * config.max_row_ratio))
+    add(e.ExpectTableRowCountToBeBetween(min_value=low, max_value=high))
+    if schema.row_id:
+        add(e.ExpectColumnValuesToBeUnique(column=schema.row_id))
+    keys = [*schema.entity_names, schema.timestamp]
+    add(e.ExpectCompoundColumnsToBeUnique(column_list=keys))
+    for column in schema.training_columns:
+        add(e.ExpectColumnValuesToNotBeNull(column=column))
+    # Freshness: nothing from the future, and the newest row not older than allowed.
+    latest = now + timedelta(minutes=config.future_tolerance_minutes)
+    add(e.ExpectColumnValuesToBeBetween(column=schema.timestamp, max_value=latest))
+    oldest = now - timedelta(days=config.max_age_days)
+    add(e.ExpectColumnMaxToBeBetween(column=schema.timestamp, min_value=oldest))
+    learned = (reference or {}).get("features", {})
+    for f in schema.features:
+        _feature_expectations(add, e, f, learned.get(f.name), config)
+    learned_label = (reference or {}).get("label", {}).get(schema.label)
+    _label_expectations(add, e, schema, learned_label, config)
+    return suite
+
+
+def _feature_expectations(
+    add: Any, e: Any, f: Feature, learned: dict[str, Any] | None, config: ValidationConfig
+) -> None:
+    if f.kind == "categorical":
+        add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=STRING_TYPES))
+        if f.categories:
+            add(e.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
+        elif learned and learned.get("kind") == "categorical":
+            add(e.ExpectColumnValuesToBeInSet(column=f.name, value_set=sorted(learned["shares"])))
+        return
+    types = INTEGER_TYPES if f.integer else FLOAT_TYPES
+    add(e.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=types))
+    bounds = _bounds_of(f.min_value, f.max_value, learned, config.learned_range_margin)
+    if bounds is not None:
+        add(
+            e.ExpectColumnValuesToBeBetween(column=f.name, min_value=bounds[0], max_value=bounds[1])
+        )
+
+
+def _bounds_of(
+    low: float | None, high: float | None, learned: dict[str, Any] | None, margin: float
+) -> tuple[float | None, float | None] | None:
+    """Declared bounds; where one is missing, the reference's range widened by ``margin``."""
+    if learned and learned.get("kind") == "numeric" and learned.get("edges"):
+        lo, hi = learned["edges"][0], learned["edges"][-1]
+        pad = (hi - lo) * margin or abs(hi) * margin or margin
+        low = low if low is not None else lo - pad
+        high = high if high is not None else hi + pad
+    return None if low is None and high is None else (low, high)
+
+
+def _label_expectations(
+    add: Any, e: Any, schema: Schema, learned: dict[str, Any] | None, config: ValidationConfig
+) -> None:
+    label = schema.label
+    if schema.task == "regression":
+        add(e.ExpectColumnValuesToBeInTypeList(column=label, type_list=FLOAT_TYPES))
+        bounds = _bounds_of(None, None, learned, config.learned_range_margin)
+        if bounds is not None:
+            add(
+                e.ExpectColumnValuesToBeBetween(
+                    column=label, min_value=bounds[0], max_value=bounds[1]
+                )
+            )
+        return
+    add(e.ExpectColumnValuesToBeInSet(column=label, value_set=list(schema.classes)))
+    if schema.task == "binary":  # not collapsed to (almost) one class
+        positive = schema.classes[1]
+        rate = {"min_value": config.min_label_rate, "max_value": config.max_label_rate}
+        if positive in (1, True):  # 0/1 labels: the mean is the positive rate
+            add(e.ExpectColumnMeanToBeBetween(column=label, **rate))
+            return
+    # Every class present: a label collapsed to fewer classes cannot be learned.: a label collapsed to fewer classes cannot be learned.
+    add(e.ExpectColumnDistinctValuesToContainSet(column=label, value_set=list(schema.classes)))
+
+
+def validate(
+    frame: pd.DataFrame,
+    schema: Schema,
+    config: ValidationConfig,
+    reference: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    ignored_columns: tuple[str, ...] = (),
+) -> ValidationReport:
+    """Run the suite and the drift tests on ``frame``; never raises on bad data."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # quiet in pipeline logs
+    batch = (
+        context.data_sources.add_pandas("training")
+        .add_dataframe_asset("training_set")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    suite = context.suites.add(build_suite(schema, config, reference, now))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="training_set", data=batch, suite=suite)
+    )
+    result = definition.run(batch_parameters={"dataframe": frame})
+    drifts = []
+    if reference is not None and config.drift.mode != "off" and len(frame):
+        drifts = drift.compare(reference, frame, config.drift)
+    return ValidationReport(
+        [_check(r) for r in result.results],
+        len(frame),
+        drifts,
+        config.drift.mode if reference is not None else "off",
+        None if reference is None else int(reference["rows"]),
+        ignored_columns,
+    )
+
+
+def _check(result: Any) -> CheckResult:
+    cfg = result.expectation_config
+    kwargs = dict(cfg.kwargs)
+    details: dict[str, Any] = result.result or {}
+    exception = (result.exception_info or {}).get("exception_message")
+    if exception:
+        detail = str(exception).splitlines()[0]
+    elif "unexpected_count" in details:
+        detail = f"{details['unexpected_count']} unexpected of {details.get('element_count', '?')}"
+        if "observed_value" in details:
+            detail += f"; observed {details['observed_value']}"
+    else:
+        detail = f"observed {_short(details.get('observed_value'))}"
+        detail += _bounds(kwargs)
+    return CheckResult(
+        expectation=cfg.type,
+        column=kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or None,
+        success=bool(result.success),
+        detail=detail,
+        samples=list(details.get("partial_unexpected_list") or [])[:10],
+    )
+
+
+def _bounds(kwargs: dict[str, Any]) -> str:
+    if "min_value" in kwargs or "max_value" in kwargs:
+        return f" (expected {kwargs.get('min_value')} .. {kwargs.get('max_value')})"
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) < 200 else text[:197] + "..."

@@ -1,0 +1,92 @@
+"""Rendering of a validation report: Markdown (Kubeflow UI, MLflow) and a self-contained HTML
+page (inline style, no scripts, no external assets: it renders offline)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiinfra.data.validation import ValidationReport
+
+
+def _verdict(report: ValidationReport) -> str:
+    return "passed" if report.success else "FAILED"
+
+
+def _drift_caption(report: ValidationReport) -> str:
+    if report.reference_rows is None:
+        return "No reference data yet (no champion): drift not measured."
+    return (
+        f"Against the champion's training data ({report.reference_rows} rows); "
+        f"drift mode: {report.drift_mode}."
+    )
+
+
+def _ignored_caption(report: ValidationReport) -> str:
+    if not report.ignored_columns:
+        return ""
+    return "Ignored (in the label table, not declared by the project): " + ", ".join(
+        report.ignored_columns
+    )
+
+
+def render_markdown(report: ValidationReport) -> str:
+    lines = [f"# Data validation: {_verdict(report)}", "", report.summary(), ""]
+    if report.ignored_columns:
+        lines += [_ignored_caption(report), ""]
+    lines += ["## Checks", ""]
+    lines += ["| check | result | detail | sample values |", "|---|---|---|---|"]
+    for c in sorted(report.checks, key=lambda c: c.success):
+        samples = ", ".join(map(str, c.samples[:5]))
+        result = "pass" if c.success else "**FAIL**"
+        lines.append(f"| `{c.name}` | {result} | {c.detail} | {samples} |")
+    lines += ["", "## Drift", "", _drift_caption(report), ""]
+    if report.drift:
+        lines += [
+            "| feature | PSI | statistic | p-value | drifted | detail |",
+            "|---|---|---|---|---|---|",
+        ]
+        for d in report.drift:
+            flag = "**yes**" if d.drifted else "no"
+            lines.append(
+                f"| {d.feature} | {d.psi:.3f} | {d.test.split('+')[1]} {d.statistic:.3f} | "
+                f"{d.p_value:.3g} | {flag} | {d.detail} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+    ".bad{background:#fdd}.ok{background:#efe}.warn{background:#ffd}"
+)
+
+
+def render_html(report: ValidationReport) -> str:
+    esc = html.escape
+    checks = "".join(
+        f"<tr class={'ok' if c.success else 'bad'}><td><code>{esc(c.name)}</code></td>"
+        f"<td>{'pass' if c.success else 'FAIL'}</td><td>{esc(c.detail)}</td>"
+        f"<td>{esc(', '.join(map(str, c.samples[:5])))}</td></tr>"
+        for c in sorted(report.checks, key=lambda c: c.success)
+    )
+    drifted_class = "bad" if report.drift_mode == "fail" else "warn"
+    drift_rows = "".join(
+        f"<tr class={drifted_class if d.drifted else 'ok'}><td>{esc(d.feature)}</td>"
+        f"<td>{d.psi:.3f}</td><td>{esc(d.test.split('+')[1])} {d.statistic:.3f}</td>"
+        f"<td>{d.p_value:.3g}</td><td>{'yes' if d.drifted else 'no'}</td>"
+        f"<td>{esc(d.detail)}</td></tr>"
+        for d in report.drift
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>Data validation: {_verdict(report)}</h1><p>{esc(report.summary())}</p>"
+        f"<p>{esc(_ignored_caption(report))}</p>"
+        "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th>"
+        f"<th>sample values</th></tr>{checks}</table>"
+        f"<h2>Drift</h2><p>{esc(_drift_caption(report))}</p>"
+        "<table><tr><th>feature</th><th>PSI</th><th>statistic</th><th>p-value</th>"
+        f"<th>drifted</th><th>detail</th></tr>{drift_rows}</table></body></html>"
+    )

@@ -1,0 +1,1 @@
+"""Watching served models: when to retrain."""

@@ -1,0 +1,1 @@
+"""The project: its configuration, the schema built from it, entry points."""

@@ -1,0 +1,397 @@
+"""The one typed configuration of the platform.
+
+A run is described by a YAML profile (``configs/*.yaml``) overlaid with environment variables
+(``AIINFRA_<SECTION>__<FIELD>``, e.g. ``AIINFRA_TRAINING__EPOCHS=3``). Nothing here touches the
+disk or the network beyond reading the YAML file: paths are derived, never created.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+# Set while rebuilding a config a pipeline passed on: then the environment must not change it.
+_IGNORE_ENV: ContextVar[bool] = ContextVar("_IGNORE_ENV", default=False)
+PROFILE_ENV = "AIINFRA_PROFILE"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Task = Literal["binary", "multiclass", "regression"]
+# Every metric the gate knows; which ones fit a task, and their direction, in aiinfra.release.metrics.
+GateMetric = Literal["roc_auc", "accuracy", "f1", "log_loss", "neg_log_loss", "rmse", "mae", "r2"]
+
+
+class RequestFeature(_Section):
+    """A column of the label table that the caller sends with each prediction request.
+
+    Anything left out is inferred from the label table (kind, integer) or learned from the
+    reference data (bounds, categories)."""
+
+    name: str
+    kind: Literal["numeric", "categorical"] | None = None
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+class LabelsConfig(_Section):
+    """The label table (Feast's "entity dataframe"): one row per example to learn from."""
+
+    path: str = Field(
+        description="Parquet or CSV file, relative to project.root; {home} is the platform home"
+    )
+    entities: list[str] = Field(min_length=1, description="entity key columns (Feast join keys)")
+    timestamp: str = Field("event_timestamp", description="when the row's label was known")
+    label: str
+    row_id: str | None = Field(None, description="a unique id per row (optional)")
+    request_features: list[str | RequestFeature] = Field(default_factory=list)
+
+    def request_feature_specs(self) -> list[RequestFeature]:
+        return [RequestFeature(name=f) if isinstance(f, str) else f for f in self.request_features]
+
+
+class EntryPoint(_Section):
+    """``package.module:function`` and the settings it is called with."""
+
+    entry_point: str = Field(pattern=r"^[\w.]+:[\w.]+$")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProjectConfig(_Section):
+    """What the platform runs: the team's data, features, task and model."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="names the MLflow model")
+    task: Task = "binary"
+    root: Path = Field(
+        Path("."),
+        description="where the project's relative paths start (default: the profile's folder)",
+    )
+    labels: LabelsConfig
+    description: str = ""
+    # Optional: writes the project's tables when the label table is missing (demo projects).
+    generator: EntryPoint | None = None
+
+    def labels_path(self, home: Path) -> Path:
+        path = Path(self.labels.path.replace("{home}", str(home)))
+        return path if path.is_absolute() else self.root / path
+
+
+class ModelConfig(_Section):
+    """The network: the built-in MLP, or ``package.module:function(input_width, output_width,
+    **settings) -> nn.Module`` from the project (imported, never unpickled)."""
+
+    entry_point: str = Field("builtin:mlp", pattern=r"^[\w.]+:[\w.]+$")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeaturesConfig(_Section):
+    """The project's Feast repo and the feature service the model reads."""
+
+    repo_path: Path = Field(Path("feature_repo"), description="relative to project.root")
+    feature_service: str
+    # Team and cluster profiles replace the stores of feature_store.yaml with these (Feast's own
+    # settings, e.g. {type: redis, connection_string: "redis:6379"}). ${VAR} is expanded from
+    # the environment where the store is opened, so secrets stay out of the compiled pipeline.
+    online_store: dict[str, Any] = Field(default_factory=dict)
+    offline_store: dict[str, Any] = Field(default_factory=dict)
+    registry: str | dict[str, Any] | None = Field(None, description="default: <home>/feast")
+
+    def store_settings(self) -> dict[str, Any]:
+        """The stores this profile sets, each ${VAR} replaced from the environment (a missing
+        variable fails here, naming it, rather than as an authentication error later)."""
+        chosen = {
+            "online_store": self.online_store,
+            "offline_store": self.offline_store,
+            "registry": self.registry,
+        }
+        return {key: _expand_env(value) for key, value in chosen.items() if value}
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return re.sub(r"\$\{(\w+)\}", _env_value, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    return value
+
+
+def _env_value(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name not in os.environ:
+        raise ValueError(f"features: the store settings use ${{{name}}}, which is not set")
+    return os.environ[name]
+
+
+class DriftConfig(_Section):
+    """Distribution drift of new data against the champion's training data."""
+
+    mode: Literal["fail", "warn", "off"] = "fail"
+    psi_threshold: float = Field(0.2, gt=0, description="population stability index limit")
+    ks_threshold: float = Field(0.15, gt=0, le=1, description="KS statistic limit (numeric)")
+
+
+class ValidationConfig(_Section):
+    min_rows: int = Field(50, ge=1)
+    max_rows: int = Field(10_000_000, ge=1)
+    min_label_rate: float = Field(0.01, ge=0, le=1, description="binary: positive share")
+    max_label_rate: float = Field(0.99, ge=0, le=1)
+    learned_range_margin: float = Field(
+        0.25, ge=0, description="undeclared bounds: the reference's range widened by this share"
+    )
+    max_age_days: float = Field(30, gt=0, description="the newest row must be at most this old")
+    future_tolerance_minutes: float = Field(5, ge=0, description="clock skew allowed")
+    min_row_ratio: float = Field(0.1, gt=0, description="rows vs the reference, at least")
+    max_row_ratio: float = Field(10, gt=0, description="rows vs the reference, at most")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+
+class SearchConfig(_Section):
+    """Optional hyper-parameter search (Optuna) before training; 0 trials: off.
+
+    Whether the search task is in the pipeline is decided when the pipeline is compiled.
+    """
+
+    trials: int = Field(0, ge=0)
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (default: training's)")
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
+    weight_decay: tuple[float, float] = (1e-6, 1e-2)  # log-uniform
+    dropout: tuple[float, float] = (0.0, 0.3)
+    hidden_sizes: list[list[int]] = Field(default_factory=lambda: [[32, 16], [64, 32], [128, 64]])
+    timeout_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> SearchConfig:
+        for name in ("learning_rate", "weight_decay", "dropout"):
+            low, high = getattr(self, name)
+            if low > high or low < 0:
+                raise ValueError(f"search.{name}: need 0 <= low <= high, got [{low}, {high}]")
+        if self.learning_rate[0] <= 0 or self.weight_decay[0] <= 0:
+            raise ValueError("search.learning_rate and search.weight_decay are log ranges: > 0")
+        if self.dropout[1] >= 1:
+            raise ValueError("search.dropout must stay below 1")
+        return self
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    eval_fraction: float = Field(0.2, gt=0, lt=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 42
+    # Hardware. "auto" precision: bf16 autocast on a CUDA device that has it, else fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = Field(False, description="torch.compile the network (CUDA only)")
+    deterministic: bool = Field(True, description="deterministic kernels: same seed, same model")
+    nproc_per_node: int = Field(1, ge=1, description="data-parallel processes (torchrun)")
+    # A long run: checkpoints, early stopping, progress.
+    checkpoint_every_epochs: int = Field(1, ge=0, description="0: no checkpoints")
+    checkpoint_dir: Path | None = Field(None, description="default: next to the model output")
+    keep_checkpoints: int = Field(2, ge=1)
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without gain; 0: off")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    progress: Literal["auto", "on", "off"] = "auto"  # auto: only on a terminal, never in CI
+    # What the train task asks of a cluster, and what a device-hour costs.
+    accelerator_type: str | None = Field(None, description="e.g. nvidia.com/gpu")
+    accelerator_limit: int = Field(1, ge=1)
+    cpu_request: str | None = None
+    memory_request: str | None = None
+    price_per_device_hour: float = Field(0.0, ge=0)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+
+class GateConfig(_Section):
+    """When a newly trained model may replace the champion. Directions come from the metric
+    (roc_auc: higher is better; rmse: lower is better); "floor" means the worst allowed."""
+
+    metric: GateMetric | None = Field(None, description="default: the task's usual metric")
+    min_value: float | None = Field(None, description="the challenger must be at least this good")
+    margin: float = Field(0.002, ge=0, description="and beat the champion by at least this")
+    min_values: dict[GateMetric, float] = Field(
+        default_factory=dict, description="limits on other metrics, e.g. {accuracy: 0.7}"
+    )
+    max_regression: float = Field(
+        0.02, ge=0, description="no metric may get worse than the champion's by more than this"
+    )
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str = "http://127.0.0.1:5000"
+    experiment: str | None = Field(None, description="default: project.name")
+    model_name: str | None = Field(None, description="default: project.name")
+    host: str = "127.0.0.1"
+    port: int = 5000
+    # Stores of the server `aiinfra up` starts. The team profile: PostgreSQL, its password from
+    # libpq's PGPASSWORD in the environment (never in a profile). None: sqlite / <home>/mlflow.
+    backend_store_uri: str | None = None
+    artifacts_destination: str | None = None
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 3000
+    poll_seconds: float = Field(5.0, gt=0, description="how often the service checks @champion")
+    log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
+
+
+class KfpConfig(_Section):
+    """How the pipeline runs on Kubeflow (``aiinfra compile | submit | schedule``)."""
+
+    image: str = "ghcr.io/ai-infrastructure/aiinfra-components:0.1.0"
+    serving_image: str = "ghcr.io/ai-infrastructure/aiinfra-serving:0.1.0"
+    enable_caching: bool = False
+    host: str | None = Field(None, description="KFP API endpoint; None: in-cluster or --host")
+    namespace: str | None = Field(None, description="Kubeflow profile namespace (multi-user)")
+    experiment: str | None = Field(None, description="default: project.name")
+    service_account: str | None = None
+    schedule: str = Field("0 0 3 * * 1", description="KFP cron (with seconds): Mondays 03:00")
+    build_retries: int = Field(2, ge=0, description="retries of build-training-set")
+    pvc: str | None = Field(None, description="PersistentVolumeClaim mounted at home in tasks")
+    secret: str | None = Field(None, description="Kubernetes Secret exposed to tasks as env")
+    secret_env: dict[str, str] = Field(default_factory=dict, description="secret key -> env var")
+
+
+class RetrainingConfig(_Section):
+    """When ``aiinfra retrain --if-drifted`` starts a run (see aiinfra.monitoring.retraining)."""
+
+    window_days: float = Field(7, gt=0, description="recent data: the last N days")
+    p_value: float = Field(0.01, gt=0, lt=1, description="a feature drifts below this p-value")
+    min_effect: float = Field(
+        0.1, gt=0, le=1, description="and above this KS statistic / total variation distance"
+    )
+    min_drifted_features: int = Field(1, ge=1)
+    min_rows: int = Field(50, ge=1, description="fewer recent rows: no decision, no run")
+
+
+class PlatformConfig(BaseSettings):
+    """Everything a run needs, validated on load."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIINFRA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    profile: str = "local"
+    home: Path = Field(PROJECT_ROOT / ".aiinfra", description="all local state lives here")
+    project: ProjectConfig
+    features: FeaturesConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    kfp: KfpConfig = Field(default_factory=KfpConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the YAML profile, which is passed as init kwargs.
+        return (init_settings,) if _IGNORE_ENV.get() else (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _names_default_to_the_project(self) -> PlatformConfig:
+        self.mlflow.model_name = self.mlflow.model_name or self.project.name
+        self.mlflow.experiment = self.mlflow.experiment or self.project.name
+        self.kfp.experiment = self.kfp.experiment or self.project.name
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.mlflow.model_name or self.project.name
+
+    @property
+    def experiment(self) -> str:
+        return self.mlflow.experiment or self.project.name
+
+    @property
+    def labels_path(self) -> Path:
+        return self.project.labels_path(self.home)
+
+    @property
+    def repo_path(self) -> Path:
+        repo = self.features.repo_path
+        return repo if repo.is_absolute() else self.project.root / repo
+
+    # Derived locations: one state directory, overridable as a whole.
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.home / "pipeline_root"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.home / "serving" / "predictions"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    def to_json(self) -> str:
+        """Serialized form handed to pipeline components as one parameter."""
+        return self.model_dump_json()
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformConfig:
+    """Load a YAML profile, then env, then ``overrides``. Without ``path`` the profile is
+    ``configs/$AIINFRA_PROFILE.yaml`` (local, team, cluster; default local): one setting
+    moves every command between profiles."""
+    profile = os.environ.get(PROFILE_ENV)
+    source = Path(path) if path else PROJECT_ROOT / "configs" / f"{profile or 'local'}.yaml"
+    raw: dict[str, Any] = {}
+    if source.exists():
+        loaded = yaml.safe_load(source.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{source}: expected a mapping at the top level")
+        raw = loaded or {}
+    elif path is not None or profile:
+        raise FileNotFoundError(f"config file not found: {source}")
+    raw.update(overrides)
+    config = PlatformConfig(**raw)
+    if not config.home.is_absolute():
+        config.home = (Path.cwd() / config.home).resolve()
+    # A profile's relative project root starts at the profile's folder (as compose files do).
+    base = source.parent if source.exists() else Path.cwd()
+    config.project.root = (base / config.project.root).resolve()
+    return config
+
+
+def config_from_json(payload: str) -> PlatformConfig:
+    """Inverse of :meth:`PlatformConfig.to_json`, ignoring the environment (a component's
+    behaviour is fixed by what the pipeline passed it)."""
+    token = _IGNORE_ENV.set(True)
+    try:
+        return PlatformConfig.model_validate_json(payload)
+    finally:
+        _IGNORE_ENV.reset(token)

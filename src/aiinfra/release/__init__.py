@@ -1,0 +1,1 @@
+"""Evaluation against the champion, the MLflow registry, promotion and its webhooks."""

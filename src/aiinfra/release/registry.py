@@ -1,0 +1,310 @@
+"""The MLflow model registry: log and register versions, read and move ``@champion``.
+
+Promotion is an alias, never a stage. A version is created in one call with all its lineage
+tags, so a reader never sees a half-described version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from aiinfra.release.pyfunc import ARTIFACT_KEY
+from aiinfra.training.model import TabularModel
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
+
+
+class PromotionRefused(RuntimeError):
+    """A version may not become champion (its checks did not pass)."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def log_and_register(
+    c: MlflowClient,
+    experiment: str,
+    model_name: str,
+    model: TabularModel,
+    example: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    texts: dict[str, str],
+    run_name: str | None = None,
+    figures: dict[str, Any] | None = None,
+    history: list[dict[str, float]] | None = None,
+) -> RegisteredVersion:
+    """Log a run (params, metrics, text artifacts by path, the model with its signature) and
+    register it, all through ``c`` (no process-wide tracking URI is set).
+
+    ``history`` holds one row of metrics per epoch (with its ``epoch``), logged as series.
+    The version gets ``tags`` at creation and the ``@challenger`` alias.
+    """
+    features = example[list(model.encoder.columns)]
+    signature = infer_signature(features, model.predict(features))
+    run = c.create_run(_experiment_id(c, experiment), run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        series = [Metric(k, v, now, 0) for k, v in metrics.items() if v == v]  # drop NaN
+        for row in history or []:
+            step = int(row["epoch"])
+            series += [Metric(k, v, now, step) for k, v in row.items() if k != "epoch" and v == v]
+        for start in range(0, len(series), 1000):  # the server's batch limit
+            c.log_batch(run_id, metrics=series[start : start + 1000])
+        c.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        for path, text in texts.items():
+            c.log_text(run_id, text, path)
+        for filename, figure in (figures or {}).items():
+            c.log_figure(run_id, figure, f"plots/{filename}")
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = model.save(Path(tmp) / "tabular_model")
+            packaged = Path(tmp) / "model"
+            mlflow.pyfunc.save_model(
+                str(packaged),
+                python_model=str(PYFUNC_CODE),
+                artifacts={ARTIFACT_KEY: str(saved)},
+                signature=signature,
+                input_example=features.head(3),
+                # Given explicitly: inferring them costs ~7 s per model.
+                pip_requirements=["aiinfra", "torch", "safetensors", "pandas"],
+            )
+            c.log_artifacts(run_id, str(packaged), "model")
+        version = c.create_model_version(
+            name=_ensure_model(c, model_name),
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run_id,
+            tags=tags,
+        )
+    except BaseException:
+        c.set_terminated(run_id, status="FAILED")
+        raise
+    c.set_terminated(run_id)
+    c.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return RegisteredVersion(model_name, str(version.version), run_id, dict(tags))
+
+
+def _experiment_id(c: MlflowClient, name: str) -> str:
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(c.create_experiment(name))
+    except MlflowException:  # created meanwhile by a concurrent run
+        found = c.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def log_stopped_run(
+    c: MlflowClient, experiment: str, tags: dict[str, str], texts: dict[str, str]
+) -> str:
+    """An MLflow run for a pipeline run that stopped before training: tags and reports only."""
+    run = c.create_run(_experiment_id(c, experiment), run_name="stopped-at-validation", tags=tags)
+    for path, text in texts.items():
+        c.log_text(run.info.run_id, text, path)
+    c.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
+
+
+def _ensure_model(c: MlflowClient, name: str) -> str:
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        try:
+            c.create_registered_model(name)
+        except MlflowException as exc:  # created meanwhile by a concurrent run
+            if "already exists" not in str(exc).lower():
+                raise
+    return name
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    return _alias(client(tracking_uri), name, alias)
+
+
+REFERENCE_PROFILE = "reference/profile.json"
+
+
+def champion_reference(tracking_uri: str, name: str) -> tuple[str, dict[str, Any]] | None:
+    """The champion's version and the profile of the data it was trained on, if any."""
+    c = client(tracking_uri)
+    version = _alias(c, name, CHAMPION)
+    if version is None:
+        return None
+    run_id = c.get_model_version(name, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=REFERENCE_PROFILE,
+                dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except Exception:  # a version registered before profiles existed: no reference
+            return None
+        return version, json.loads(Path(local).read_text())
+
+
+def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:
+    return dict(client(tracking_uri).get_model_version(name, version).tags)
+
+
+def load_version(
+    tracking_uri: str, name: str, version: str, into: Path, root: Path | None = None
+) -> TabularModel:
+    """Download a version's weights and config and rebuild it (no unpickling).
+
+    The registry is asked for the version's artifact location explicitly: a ``models:/`` URI
+    would be resolved against the process-wide registry URI (MLFLOW_REGISTRY_URI), which may
+    name another server."""
+    location = client(tracking_uri).get_model_version_download_uri(name, version)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=str(into), tracking_uri=tracking_uri
+    )
+    matches = list(Path(local).rglob("model.json"))
+    if not matches:
+        raise FileNotFoundError(f"version {version} of {name} has no saved model in its artifacts")
+    return TabularModel.load(matches[0].parent, root)
+
+
+def promote(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    actor: str | None = None,
+    reason: str = "",
+    force: bool = False,
+) -> str | None:
+    """Move ``@champion`` to ``version``; returns the version it pointed at before.
+
+    Refuses versions whose validation or evaluation gate did not pass, unless ``force``
+    (which is recorded on the version and in the history).
+    """
+    c = client(tracking_uri)
+    try:
+        tags = dict(c.get_model_version(name, version).tags)
+    except MlflowException as exc:
+        raise PromotionRefused(f"{name} has no version {version}") from exc
+    problems = [
+        f"{key}={tags.get(key, 'missing')}"
+        for key in ("validation", "gate")
+        if tags.get(key) != "passed"
+    ]
+    if problems and not force:
+        raise PromotionRefused(
+            f"version {version} of {name} cannot be promoted: {', '.join(problems)} "
+            "(use --force to override)"
+        )
+    return _move_champion(
+        c, name, version, actor, reason or "manual", "promote", forced=bool(problems)
+    )
+
+
+def rollback(tracking_uri: str, name: str, actor: str | None = None, reason: str = "") -> str:
+    """Move ``@champion`` back to the version it replaced; returns that version."""
+    c = client(tracking_uri)
+    current = alias_version(tracking_uri, name, CHAMPION)
+    if current is None:
+        raise PromotionRefused(f"{name} has no @champion to roll back")
+    arrivals = [m for m in history(tracking_uri, name) if m.to_version == current]
+    if not arrivals or arrivals[-1].from_version == "none":
+        raise PromotionRefused(f"@champion of {name} (version {current}) has no previous version")
+    target = arrivals[-1].from_version
+    _move_champion(c, name, target, actor, reason or f"rollback from {current}", "rollback", False)
+    return target
+
+
+@dataclass(frozen=True)
+class ChampionMove:
+    at: str
+    from_version: str
+    to_version: str
+    by: str
+    reason: str
+    kind: str
+    forced: bool
+
+
+def history(tracking_uri: str, name: str) -> list[ChampionMove]:
+    """Every recorded move of ``@champion``, oldest first."""
+    try:
+        tags = client(tracking_uri).get_registered_model(name).tags
+    except MlflowException:
+        return []
+    moves = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
+    return [ChampionMove(**m) for m in moves]
+
+
+_HISTORY_PREFIX = "champion_move."
+
+
+def _move_champion(
+    c: MlflowClient,
+    name: str,
+    version: str,
+    actor: str | None,
+    reason: str,
+    kind: str,
+    forced: bool,
+) -> str | None:
+    previous = _alias(c, name, CHAMPION)
+    now = datetime.now(UTC)
+    move = ChampionMove(
+        at=now.isoformat(timespec="milliseconds"),
+        from_version=previous or "none",
+        to_version=version,
+        by=actor or getpass.getuser(),
+        reason=reason,
+        kind=kind,
+        forced=forced,
+    )
+    for key, value in {
+        "promoted_at": move.at,
+        "promoted_by": move.by,
+        "promotion_reason": reason,
+        "promoted_from": move.from_version,
+        "promotion_forced": str(forced).lower(),
+    }.items():
+        c.set_model_version_tag(name, version, key, value)
+    c.set_registered_model_alias(name, CHAMPION, version)
+    # One tag per move, keyed by time (+ a random suffix: concurrent moves never collide).
+    key = f"{_HISTORY_PREFIX}{time.time_ns():020d}.{secrets.token_hex(2)}"
+    c.set_registered_model_tag(name, key, json.dumps(asdict(move)))
+    return previous
+
+
+def _alias(c: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(c.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None

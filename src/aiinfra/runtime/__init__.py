@@ -1,0 +1,1 @@
+"""The serving runtime: request types, online features, the champion slot."""

@@ -1,0 +1,169 @@
+"""The serving API of a project, apart from the BentoML glue in ``serving/service.py``.
+
+- The request row type is built from the project's schema: its entity keys plus the
+  request-time features, with their bounds, categories and descriptions (so the OpenAPI page
+  shows them); unknown fields and NaN/inf are rejected by pydantic (a 400).
+- The answer fits the task: the probability of the positive class and the class (binary), the
+  probability of every class and the class (multiclass), the value (regression). Every
+  response names the model version that answered.
+- Stored features come from the Feast online store, the same definitions training used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from aiinfra.project.config import PlatformConfig
+from aiinfra.project.schema import Feature, Schema
+from aiinfra.runtime.champion import Served
+
+log = logging.getLogger(__name__)
+MAX_BATCH_ROWS = 1000
+
+
+def _request_field(f: Feature) -> tuple[Any, Any]:
+    if f.kind == "categorical":
+        kind: Any = Literal[f.categories] if f.categories else str
+        return kind, Field(description=f.description or None)
+    number: type = int if f.integer else float
+    return number, Field(
+        ge=f.min_value, le=f.max_value, allow_inf_nan=False, description=f.description or None
+    )
+
+
+def row_type(schema: Schema, name: str = "Row") -> type[BaseModel]:
+    """One request row: the entity keys, then the request-time features."""
+    keys: dict[str, Any] = {
+        k.name: (int if k.type == "int" else str, Field(description="entity key"))
+        for k in schema.entities
+    }
+    fields = {**keys, **{f.name: _request_field(f) for f in schema.request_features}}
+    model: type[BaseModel] = create_model(
+        name, __config__=ConfigDict(extra="forbid", strict=False), **fields
+    )
+    return model
+
+
+def batch_type(row: type[BaseModel]) -> Any:
+    return Annotated[list[row], Field(min_length=1, max_length=MAX_BATCH_ROWS)]  # type: ignore[valid-type]
+
+
+def _class_type(schema: Schema) -> Any:
+    return Literal[schema.classes] if schema.classes else str
+
+
+def answer_fields(schema: Schema) -> dict[str, tuple[Any, Any]]:
+    """What one row's answer holds, by task."""
+    if schema.task == "binary":
+        return {
+            "probability": (float, Field(description=f"P({schema.label} = {schema.classes[1]})")),
+            "predicted_class": (_class_type(schema), Field(description="at probability >= 0.5")),
+        }
+    if schema.task == "multiclass":
+        return {
+            "probabilities": (dict[str, float], Field(description="per class")),
+            "predicted_class": (_class_type(schema), Field(description="the most likely class")),
+        }
+    return {"value": (float, Field(description=f"predicted {schema.label}"))}
+
+
+def response_types(schema: Schema) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(the /predict response, one row of the /predict_batch answer)."""
+    answer = create_model("Prediction", **answer_fields(schema))  # type: ignore[call-overload]
+    response = create_model(
+        "PredictionResponse",
+        model_name=(str, ...),
+        model_version=(str, ...),
+        predictions=(list[answer], ...),
+    )
+    optional = {name: (kind | None, None) for name, (kind, _) in answer_fields(schema).items()}
+    batch_row = create_model(  # type: ignore[call-overload]
+        "RowPrediction", model_version=(str, ...), error=(str | None, None), **optional
+    )
+    return response, batch_row
+
+
+def answers(schema: Schema, classes: list[Any], predicted: np.ndarray) -> list[dict[str, Any]]:
+    """One answer per row from what the model predicted (see TabularModel.predict)."""
+    if schema.task == "binary":
+        return [
+            {"probability": float(p), "predicted_class": classes[int(p >= 0.5)]} for p in predicted
+        ]
+    if schema.task == "multiclass":
+        return [
+            {
+                "probabilities": {str(c): float(v) for c, v in zip(classes, row, strict=True)},
+                "predicted_class": classes[int(np.argmax(row))],
+            }
+            for row in predicted
+        ]
+    return [{"value": float(v)} for v in predicted]
+
+
+class UnknownEntities(ValueError):
+    """Some rows name entities the online store has no features for."""
+
+
+class OnlineFeatures:
+    """Reads the stored features of request rows from the Feast online store."""
+
+    def __init__(self, config: PlatformConfig, schema: Schema) -> None:
+        from aiinfra.data import feature_store
+
+        self._fs = feature_store
+        self.schema = schema
+        self.store = feature_store.open_store(config)
+
+    def lookup(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[int]]:
+        """Model input for every row, and the positions of rows the store does not know."""
+        request = pd.DataFrame(rows)[[f.name for f in self.schema.request_features]]
+        if not self.schema.stored_features:
+            return request, []
+        stored = self._fs.online_features(self.store, self.schema, rows)
+        frame = pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
+        return frame, self._fs.missing_online(stored, self.schema)
+
+    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Model input for ``rows``; raises UnknownEntities naming rows the store lacks."""
+        frame, missing = self.lookup(rows)
+        if missing:
+            raise UnknownEntities(f"no stored features for {self._describe(rows, missing)}")
+        return frame
+
+    def _describe(self, rows: list[dict[str, Any]], positions: list[int]) -> str:
+        keys = self.schema.entity_names
+        return ", ".join(
+            f"row {i} ({', '.join(f'{k}={rows[i][k]!r}' for k in keys)})" for i in positions[:5]
+        )
+
+
+def predict(served: Served, features: pd.DataFrame, model_name: str) -> dict[str, Any]:
+    model = served.model
+    return {
+        "model_name": model_name,
+        "model_version": served.version,
+        "predictions": answers(model.schema, model.classes, model.predict(features)),
+    }
+
+
+def predict_rows(served: Served, lookup: tuple[pd.DataFrame, list[int]]) -> list[dict[str, Any]]:
+    """Answers for the rows the store knows; an error entry for the others, so one bad row in
+    a merged batch does not fail the requests it was batched with."""
+    frame, missing = lookup
+    unknown = set(missing)
+    known = [i for i in range(len(frame)) if i not in unknown]
+    out: list[dict[str, Any]] = [
+        {"model_version": served.version, "error": "no stored features for this entity"}
+        for _ in range(len(frame))
+    ]
+    if known:
+        model = served.model
+        rows = answers(model.schema, model.classes, model.predict(frame.iloc[known]))
+        for i, row in zip(known, rows, strict=True):
+            out[i] = {"model_version": served.version, "error": None, **row}
+    return out

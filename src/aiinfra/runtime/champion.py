@@ -1,0 +1,127 @@
+"""Which model a running service answers with: the registry's ``@champion``, swapped safely.
+
+When ``@champion`` moves (the registry's webhook says so, or the periodic poll notices), the
+new version is loaded beside the one being served, checked on a smoke row, and only then
+swapped in with one reference assignment: in-flight requests finish on the old model, the next
+ones get the new. A version that fails to load or to answer is never served; the failure is
+recorded on the version (tag ``deployment_error``) and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aiinfra.project.config import PlatformConfig
+from aiinfra.release import registry
+from aiinfra.training.model import TabularModel
+
+log = logging.getLogger(__name__)
+
+
+def smoke_frame(model: TabularModel) -> pd.DataFrame:
+    """One plausible row in the model's own encoding: numeric features at their training
+    mean, categorical ones at their first category."""
+    row: dict[str, Any] = dict(model.encoder.means)
+    row.update(
+        {name: (vocab[0] if vocab else "") for name, vocab in model.encoder.categories.items()}
+    )
+    return pd.DataFrame([row])
+
+
+def check_model(model: TabularModel) -> None:
+    """Raise unless the model gives one finite answer of its task's shape per row."""
+    out = model.predict(smoke_frame(model))
+    expected = (1, len(model.classes)) if model.task == "multiclass" else (1,)
+    if out.shape != expected or not np.isfinite(out).all():
+        raise ValueError(f"model failed the smoke check: output {out!r}")
+    if model.task != "regression" and not ((out >= 0) & (out <= 1)).all():
+        raise ValueError(f"model failed the smoke check: probabilities {out!r}")
+
+
+@dataclass(frozen=True)
+class Served:
+    version: str
+    model: TabularModel
+
+
+class ChampionSlot:
+    """The model being served, swapped atomically when @champion moves."""
+
+    def __init__(self, config: PlatformConfig) -> None:
+        self.config = config
+        self._served: Served | None = None
+        self._refreshing = threading.Lock()  # one load at a time (poller and webhook)
+        self._stop = threading.Event()
+        self._rejected: set[str] = set()
+        self.last_error: str | None = None
+
+    @property
+    def served(self) -> Served | None:
+        return self._served
+
+    def refresh(self) -> bool:
+        """Serve the current @champion if it is not the one served; True if it swapped."""
+        uri, name = self.config.mlflow.tracking_uri, self.config.model_name
+        with self._refreshing:
+            version = registry.alias_version(uri, name, registry.CHAMPION)
+            current = self._served
+            if version is None or (current is not None and current.version == version):
+                return False
+            if version in self._rejected:  # already failed: do not reload it every poll
+                return False
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    candidate = registry.load_version(
+                        uri, name, version, Path(tmp), self.config.project.root
+                    )
+                check_model(candidate)
+            except Exception as exc:  # keep serving the old model, whatever broke
+                self._reject(version, exc)
+                return False
+            self._served = Served(version, candidate)  # the swap: one reference assignment
+            self.last_error = None
+        log.info("now serving %s version %s", name, version)
+        return True
+
+    def _reject(self, version: str, exc: Exception) -> None:
+        self._rejected.add(version)
+        self.last_error = f"version {version} not deployed: {exc}"
+        log.error(self.last_error)
+        try:
+            registry.client(self.config.mlflow.tracking_uri).set_model_version_tag(
+                self.config.model_name, version, "deployment_error", self.last_error[:4000]
+            )
+        except Exception:  # recording is best effort; serving goes on regardless
+            log.exception("could not record the deployment error on version %s", version)
+
+    def refresh_soon(self) -> None:
+        """Refresh in the background (a webhook must be answered quickly)."""
+        threading.Thread(target=self._safe_refresh, name="champion-refresh", daemon=True).start()
+
+    def _safe_refresh(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # the registry may be briefly down; the poller tries again
+            log.exception("champion refresh failed")
+
+    def watch(self) -> threading.Thread:
+        """Poll the registry in a daemon thread until :meth:`stop` (the webhook's safety net)."""
+
+        def loop() -> None:
+            while not self._stop.wait(self.config.serving.poll_seconds):
+                self._safe_refresh()
+
+        thread = threading.Thread(target=loop, name="champion-watcher", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,1 @@
+"""Training: the model format, the loop, hardware, checkpoints, search."""
