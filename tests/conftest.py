@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aiinfra.data import demo_data
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
+from aiinfra.project.schema import Schema
+from examples.loan_default import data as demo_data
 
 SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
@@ -35,10 +36,13 @@ def run_cli(
 free_port = local_servers.free_port
 
 
-def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> PlatformConfig:
+def profile_config(
+    profile: Path, home: Path, poll_seconds: float = 0.5, **overrides: object
+) -> PlatformConfig:
+    """``profile`` with its own home and free loopback ports for MLflow and BentoML."""
     mlflow_port = free_port()
     return load_config(
-        SMOKE,
+        profile,
         home=home,
         mlflow={"port": mlflow_port, "tracking_uri": f"http://127.0.0.1:{mlflow_port}"},
         serving={"port": free_port(), "poll_seconds": poll_seconds},
@@ -46,25 +50,49 @@ def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> 
     )
 
 
+def smoke_config(home: Path, poll_seconds: float = 0.5, **overrides: object) -> PlatformConfig:
+    """The loan example's smoke profile (tiny data, a few epochs)."""
+    return profile_config(SMOKE, home, poll_seconds, **overrides)
+
+
+def demo_settings() -> demo_data.DataConfig:
+    """The loan example's generator settings of the smoke profile."""
+    generator = load_config(SMOKE).project.generator
+    assert generator is not None
+    return demo_data.DataConfig.model_validate(generator.settings)
+
+
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> demo_data.DemoData:
+def demo() -> demo_data.DemoData:
     """The smoke-sized demo tables, generated once."""
-    config = load_config(SMOKE, home=tmp_path_factory.mktemp("demo"))
-    return demo_data.generate(config.data)
+    return demo_data.generate(demo_settings())
 
 
 @pytest.fixture(scope="session")
-def training_frame(
+def smoke_training_set(
     tmp_path_factory: pytest.TempPathFactory, demo: demo_data.DemoData
-) -> pd.DataFrame:
-    """A point-in-time training set built through a real Feast repo."""
+) -> tuple[pd.DataFrame, Schema]:
+    """A point-in-time training set of the loan example built through a real Feast repo, and
+    the schema it carries."""
     from aiinfra import steps
+    from aiinfra.data.training_set import read_training_set
 
     config = smoke_config(tmp_path_factory.mktemp("features"))
     demo.write(config.data_dir)
     out = config.home / "training_set.parquet"
     steps.build_training_set(config, out)
-    return pd.read_parquet(out)
+    return read_training_set(out)
+
+
+@pytest.fixture(scope="session")
+def training_frame(smoke_training_set: tuple[pd.DataFrame, Schema]) -> pd.DataFrame:
+    return smoke_training_set[0]
+
+
+@pytest.fixture(scope="session")
+def schema(smoke_training_set: tuple[pd.DataFrame, Schema]) -> Schema:
+    """The loan example's schema (binary task), as built from its Feast repo and label table."""
+    return smoke_training_set[1]
 
 
 @pytest.fixture(scope="session")
