@@ -130,13 +130,14 @@ def search_hyperparameters(
     """Optuna trials on the training part (each an MLflow child run); the best settings."""
     frame, schema = read_training_set(training_set)
     train_part, _ = train.split_by_time(frame, config.training.eval_fraction, schema)
+    c = registry.client(config.mlflow.tracking_uri)
     found = search.run(
         train_part,
         schema,
         config.training,
         config.model,
-        config.mlflow.tracking_uri,
-        config.experiment,
+        c,
+        registry.experiment_id(c, config.experiment),
         run_name=f"search-{pipeline_run}",
         root=config.project.root,
     )

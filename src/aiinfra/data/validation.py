@@ -186,7 +186,7 @@ def _label_expectations(
         if positive in (1, True):  # 0/1 labels: the mean is the positive rate
             add(e.ExpectColumnMeanToBeBetween(column=label, **rate))
             return
-    # Every class present: a label collapsed to fewer classes cannot be learned.: a label collapsed to fewer classes cannot be learned.
+    # Every class present: a label collapsed to fewer classes cannot be learned.
     add(e.ExpectColumnDistinctValuesToContainSet(column=label, value_set=list(schema.classes)))
 
 

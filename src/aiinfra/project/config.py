@@ -28,7 +28,8 @@ class _Section(BaseModel):
 
 
 Task = Literal["binary", "multiclass", "regression"]
-# Every metric the gate knows; which ones fit a task, and their direction, in aiinfra.release.metrics.
+# Every metric the gate knows (which fit a task: aiinfra.project.definition; their direction:
+# aiinfra.release.metrics).
 GateMetric = Literal["roc_auc", "accuracy", "f1", "log_loss", "neg_log_loss", "rmse", "mae", "r2"]
 
 

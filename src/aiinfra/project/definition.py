@@ -218,7 +218,9 @@ def _tag_number(tags: dict[str, str], key: str, where: str) -> float | None:
 def _request_feature(frame: pd.DataFrame, spec: RequestFeature, path: Path) -> Feature:
     values = frame[spec.name]
     inferred = "numeric" if _is_number(values) else "categorical"
-    kind = spec.kind or inferred
+    # Declared bounds mean a number, declared categories a category: the data must agree.
+    declared = "numeric" if spec.min is not None or spec.max is not None else None
+    kind = spec.kind or declared or ("categorical" if spec.categories else inferred)
     if kind == "numeric" and inferred != "numeric":
         raise ProjectError(
             f"project.labels.request_features: {spec.name!r} is declared numeric but column "

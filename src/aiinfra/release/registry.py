@@ -69,7 +69,7 @@ def log_and_register(
     """
     features = example[list(model.encoder.columns)]
     signature = infer_signature(features, model.predict(features))
-    run = c.create_run(_experiment_id(c, experiment), run_name=run_name, tags=tags)
+    run = c.create_run(experiment_id(c, experiment), run_name=run_name, tags=tags)
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
@@ -111,7 +111,7 @@ def log_and_register(
     return RegisteredVersion(model_name, str(version.version), run_id, dict(tags))
 
 
-def _experiment_id(c: MlflowClient, name: str) -> str:
+def experiment_id(c: MlflowClient, name: str) -> str:
     found = c.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -128,7 +128,7 @@ def log_stopped_run(
     c: MlflowClient, experiment: str, tags: dict[str, str], texts: dict[str, str]
 ) -> str:
     """An MLflow run for a pipeline run that stopped before training: tags and reports only."""
-    run = c.create_run(_experiment_id(c, experiment), run_name="stopped-at-validation", tags=tags)
+    run = c.create_run(experiment_id(c, experiment), run_name="stopped-at-validation", tags=tags)
     for path, text in texts.items():
         c.log_text(run.info.run_id, text, path)
     c.set_terminated(run.info.run_id)

@@ -1,11 +1,13 @@
 """The training job as a process of its own: data-parallel ranks under torchrun.
 
-The KFP train task trains in its own process (:func:`aiinfra.training.job.train_to_directory`),
-or calls :func:`run_torchrun` when ``training.nproc_per_node`` > 1. A PyTorchJob (:mod:`aiinfra.ops.training_job`) runs this module
-under torchrun in every pod, and a person can too::
+The KFP train task trains in its own process (:func:`.job.train_to_directory`), or calls
+:func:`run_torchrun` when ``training.nproc_per_node`` > 1. A PyTorchJob
+(:mod:`aiinfra.ops.training_job`) runs this module under torchrun in every pod, and a person
+can too::
 
-    python -m aiinfra.training.launcher --config configs/smoke.yaml --training-set ts.parquet --model-dir m
-    torchrun --standalone --nproc_per_node 2 -m aiinfra.training.launcher --config ... (same arguments)
+    python -m aiinfra.training.launcher --config configs/smoke.yaml \
+        --training-set ts.parquet --model-dir m
+    torchrun --standalone --nproc_per_node 2 -m aiinfra.training.launcher --config ... (same)
 
 Started again after being killed, it resumes from the last checkpoint in ``--checkpoint-dir``.
 """

@@ -258,15 +258,19 @@ class TabularModel:
         d = json.loads(spec_path.read_text())
         if d.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{spec_path}: unsupported model format {d.get('format_version')!r}")
+        encoder, schema = Encoder(**d["encoder"]), Schema.from_dict(d["schema"])
+        # An encoding for other features than the schema's, or of another width than the
+        # weights', would only fail (or mislead) at the first prediction: refuse it here.
+        if sorted(encoder.columns) != sorted(schema.feature_names) or (
+            encoder.width != d["input_width"]
+        ):
+            raise ValueError(
+                f"{spec_path}: the encoding is for other features ({', '.join(encoder.columns)}; "
+                f"width {encoder.width}) than the schema ({', '.join(schema.feature_names)}) "
+                f"and the weights (input width {d['input_width']})"
+            )
         model = ModelConfig(entry_point=d["entry_point"], settings=d["settings"])
         network = build_network(model, d["input_width"], d["output_width"], root)
         network.load_state_dict(load_file(str(weights_path)))
         network.eval()
-        return cls(
-            model,
-            Encoder(**d["encoder"]),
-            Target(**d["target"]),
-            network,
-            Schema.from_dict(d["schema"]),
-            d.get("metadata", {}),
-        )
+        return cls(model, encoder, Target(**d["target"]), network, schema, d.get("metadata", {}))

@@ -79,13 +79,14 @@ def run(
     schema: Schema,
     config: TrainingConfig,
     model: ModelConfig,
-    tracking_uri: str,
-    experiment: str,
+    client: Any,
+    experiment_id: str,
     run_name: str,
     root: Path | None = None,
 ) -> SearchResult:
-    """Run ``config.search.trials`` trials on ``frame`` (the training part of the set)."""
-    import mlflow
+    """Run ``config.search.trials`` trials on ``frame`` (the training part of the set), logged
+    through ``client`` (an MlflowClient) into ``experiment_id``: no process-wide tracking URI
+    is set."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,22 +104,61 @@ def run(
         sampler=optuna.samplers.TPESampler(seed=config.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as parent:
-        mlflow.set_tags({"aiinfra.kind": "search", "search.trials": str(space.trials)})
-        mlflow.log_params({f"search.{k}": v for k, v in space.model_dump().items()})
+    c = client
+    tags = {"aiinfra.kind": "search", "search.trials": str(space.trials)}
+    runs = Runs(c, experiment_id)
+    parent = runs.start(run_name, tags)
+    try:
+        c.log_batch(
+            parent, params=_params({f"search.{k}": v for k, v in space.model_dump().items()})
+        )
         study.optimize(
-            lambda trial: _trial(trial, frame, schema, base, model, root),
+            lambda trial: _trial(trial, frame, schema, base, model, root, runs.child_of(parent)),
             n_trials=space.trials,
             timeout=space.timeout_seconds,
         )
         builtin = model.entry_point == BUILTIN_MLP
         best = suggest(optuna.trial.FixedTrial(study.best_trial.params), space, builtin)
-        mlflow.log_params({f"best.{k}": v for k, v in best.items()})
-        mlflow.log_metric("best_val_loss", study.best_value)
+        c.log_batch(parent, params=_params({f"best.{k}": v for k, v in best.items()}))
+        c.log_metric(parent, "best_val_loss", study.best_value)
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    return SearchResult(best, study.best_value, len(study.trials), pruned, parent.info.run_id)
+    except BaseException:
+        c.set_terminated(parent, status="FAILED")
+        raise
+    c.set_terminated(parent)
+    return SearchResult(best, study.best_value, len(study.trials), pruned, parent)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """MLflow runs of one search, through an explicit client: the parent, then its trials."""
+
+    client: Any
+    experiment_id: str
+    parent_id: str | None = None
+
+    def start(self, name: str, tags: dict[str, str]) -> str:
+        if self.parent_id is not None:
+            tags = {**tags, "mlflow.parentRunId": self.parent_id}
+        return str(self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id)
+
+    def child_of(self, parent_id: str) -> Runs:
+        return Runs(self.client, self.experiment_id, parent_id)
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in values.items()]
+
+
+def _metrics(values: dict[str, float], step: int = 0) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]
 
 
 def _trial(
@@ -128,19 +168,20 @@ def _trial(
     base: TrainingConfig,
     model: ModelConfig,
     root: Path | None,
+    runs: Runs,
 ) -> float:
     """Train one configuration as a child run; report each epoch to the pruner."""
-    import mlflow
     import optuna
 
     params = suggest(trial, base.search, model.entry_point == BUILTIN_MLP)
     config, network = with_overrides(base, model, params)
-    mlflow.start_run(run_name=f"trial-{trial.number}", nested=True)
-    mlflow.log_params({**params, "trial": trial.number})
+    c = runs.client
+    run_id = runs.start(f"trial-{trial.number}", {})
+    c.log_batch(run_id, params=_params({**params, "trial": trial.number}))
 
     def report(row: dict[str, float]) -> None:
         step = int(row["epoch"])
-        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=step)
+        c.log_batch(run_id, metrics=_metrics({k: v for k, v in row.items() if k != "epoch"}, step))
         trial.report(row["val_loss"], step)
         if trial.should_prune():
             raise optuna.TrialPruned(f"val_loss {row['val_loss']:.4f} at epoch {step}")
@@ -148,15 +189,16 @@ def _trial(
     try:
         result = train.train(frame, schema, config, network, on_epoch=report, root=root)
     except optuna.TrialPruned:
-        mlflow.set_tag("trial_state", "pruned")
-        mlflow.end_run(status="KILLED")
+        c.set_tag(run_id, "trial_state", "pruned")
+        c.set_terminated(run_id, status="KILLED")
         raise
     except Exception:
-        mlflow.end_run(status="FAILED")
+        c.set_terminated(run_id, status="FAILED")
         raise
     value: float = min(row["val_loss"] for row in result.history)
-    mlflow.log_metrics({"best_val_loss": value, "samples_per_second": result.samples_per_second})
-    mlflow.set_tag("trial_state", "complete")
-    mlflow.end_run()
+    speed = {"best_val_loss": value, "samples_per_second": result.samples_per_second}
+    c.log_batch(run_id, metrics=_metrics(speed))
+    c.set_tag(run_id, "trial_state", "complete")
+    c.set_terminated(run_id)
     log.info("trial %d: %s -> %.4f", trial.number, params, value)
     return value

@@ -1,8 +1,8 @@
 """Training: one loop for a CPU, a CUDA GPU or several data-parallel processes.
 
 The device comes from the config (``auto``: CUDA when present). What differs on CUDA (bf16
-autocast, pinned memory, ``torch.compile``) is decided in :mod:`aiinfra.training.hardware`; ranks and
-gradient averaging in :mod:`aiinfra.training.distributed`; checkpoints in :mod:`aiinfra.training.checkpoint`.
+autocast, pinned memory, ``torch.compile``) is decided in :mod:`.hardware`; ranks and gradient
+averaging in :mod:`.distributed`; checkpoints in :mod:`.checkpoint`.
 The data is moved to the device once; batches are views of it (see :class:`Batches`).
 """
 
