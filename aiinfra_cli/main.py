@@ -25,8 +25,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Demo data of a project with a generator.")
 features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repo.")
 app.add_typer(data_app, name="data")
-project_app = typer.Typer(no_args_is_help=True, help="Your own project.")
-app.add_typer(project_app, name="project")
 app.add_typer(features_app, name="features")
 
 ConfigOpt = Annotated[
@@ -42,14 +40,20 @@ class _State:
 
 
 state = _State()
+# Commands that run without a loadable profile.
+NO_PROFILE = {"init"}
 
 
 @app.callback()
-def main(config: ConfigOpt = None, home: HomeOpt = None, verbose: bool = False) -> None:
+def main(
+    ctx: typer.Context, config: ConfigOpt = None, home: HomeOpt = None, verbose: bool = False
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if ctx.invoked_subcommand in NO_PROFILE:
+        return  # it writes a profile: there is none to load yet
     overrides: dict[str, Any] = {"home": home} if home else {}
     try:
         state.config = load_config(config, **overrides)
@@ -93,6 +97,41 @@ def features_apply() -> None:
     except (OSError, ValueError) as exc:
         _fail(f"features apply failed: {exc}")
     typer.echo(f"applied {count} objects and materialized the online store ({cfg.feast_dir})")
+
+
+@app.command()
+def check() -> None:
+    """Check the project's definition (label table, Feast repo, task, model, gate) and show
+    the schema built from it; runs nothing.
+
+    Example: aiinfra --config my-project/profile.yaml check
+    """
+    from aiinfra.project.definition import ProjectError, metric_for
+    from aiinfra.steps import check_project
+
+    cfg = state.config
+    try:
+        project = check_project(cfg)
+    except ProjectError as exc:
+        _fail(f"project {cfg.project.name}: {exc}")
+    s = project.schema
+    typer.echo(
+        f"project {cfg.project.name}: {s.task}, label {s.label!r}"
+        + (f" (classes: {', '.join(map(str, s.classes))})" if s.classes else "")
+        + f"; {project.label_rows} rows in {project.labels_path}"
+    )
+    typer.echo(f"entities: {', '.join(s.entity_names)}; event time: {s.timestamp}")
+    for f in s.features:
+        if f.kind == "categorical":
+            detail = ", ".join(f.categories) if f.categories else "categories learned"
+        else:
+            low = "" if f.min_value is None else f"{f.min_value:g}"
+            high = "" if f.max_value is None else f"{f.max_value:g}"
+            detail = f"{low}..{high}" if low or high else "bounds learned"
+        typer.echo(f"  {f.name:<28} {f.kind:<12} {f.source:<20} {detail}")
+    if project.ignored_columns:
+        typer.echo(f"ignored (not declared): {', '.join(project.ignored_columns)}")
+    typer.echo(f"model: {cfg.model.entry_point}; gate: {metric_for(cfg)}; ok")
 
 
 @app.command()
@@ -285,6 +324,57 @@ def quickstart() -> None:
     except Exception as exc:
         _fail(f"quickstart failed: {exc}")
     typer.echo(json.dumps(report, indent=2))
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="folder to write the project into"),
+    data: Path = typer.Option(..., "--data", help="the table: Parquet or CSV"),
+    entity: list[str] = typer.Option(..., "--entity", help="entity key column (repeatable)"),
+    timestamp: str = typer.Option(..., "--timestamp", help="when each row's label was known"),
+    label: str = typer.Option(..., "--label", help="the column to predict"),
+    task: str | None = typer.Option(
+        None, "--task", help="binary | multiclass | regression (default: inferred)"
+    ),
+    request_feature: list[str] = typer.Option(
+        [], "--request-feature", help="a column sent with each request (repeatable)"
+    ),
+    name: str | None = typer.Option(None, "--name", help="project name (default: DIR's name)"),
+    force: bool = typer.Option(False, "--force", help="write into a folder that is not empty"),
+) -> None:
+    """Write a working project (data, Feast repo, profile, README) from one table.
+
+    Example: aiinfra init churn --data t.csv --entity user_id --timestamp ts --label churned
+    """
+    from typing import cast, get_args
+
+    from aiinfra.project.config import Task
+    from aiinfra.project.definition import ProjectError
+    from aiinfra.project.scaffold import init_project
+
+    if task is not None and task not in get_args(Task):
+        _fail(f"--task {task}: use {', '.join(get_args(Task))}")
+    try:
+        made = init_project(
+            directory, data, entity, timestamp, label, cast("Task | None", task),
+            request_features=request_feature, name=name, force=force,
+        )  # fmt: skip
+    except ProjectError as exc:
+        _fail(str(exc))
+    typer.echo(f"project {made.name}: {made.rows} rows of {data.name}")
+    typer.echo(f"task:     {made.task} ({made.task_reason})")
+    typer.echo("features:")
+    for feature in made.features:
+        typer.echo(f"  {feature.describe()}")
+    for column, why in made.ignored:
+        typer.echo(f"ignored:  {column}: {why}")
+    for note in made.notes:
+        typer.secho(f"note:     {note}", fg="yellow")
+    typer.echo(f"wrote:    {', '.join(str(p.relative_to(made.directory)) for p in made.files)}")
+    typer.echo(f"          in {made.directory}")
+    typer.echo("next:")
+    for command in made.next_commands:
+        typer.echo(f"  {command}")
 
 
 # compile, submit, schedule, retrain: the way to a cluster and retraining without a person.

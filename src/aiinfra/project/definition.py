@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from aiinfra.project.config import PlatformConfig, RequestFeature
 from aiinfra.project.schema import REQUEST, Feature, Key, Schema, Task
@@ -34,6 +35,9 @@ MAX_CLASSES = 100
 TAG_MIN, TAG_MAX, TAG_CATEGORIES = "min", "max", "categories"
 
 
+_RESERVED_FIELD_NAMES = frozenset(dir(BaseModel))
+
+
 class ProjectError(ValueError):
     """The project definition is wrong; the message names the setting and what is allowed."""
 
@@ -52,7 +56,8 @@ def read_label_table(path: Path, timestamp: str | None = None) -> pd.DataFrame:
         raise ProjectError(f"project.labels.path: {path} does not exist")
     if path.suffix.lower() == ".csv":
         frame = pd.read_csv(path)
-        if timestamp and timestamp in frame:
+        # Numbers are not parsed as epochs (a silent 1970): the timestamp check names them.
+        if timestamp and timestamp in frame and not pd.api.types.is_numeric_dtype(frame[timestamp]):
             try:
                 frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True)
             except (ValueError, TypeError) as exc:
@@ -85,20 +90,28 @@ def load_project(config: PlatformConfig, labels: pd.DataFrame | None = None) -> 
         views = repo.service_views(config.features.feature_service)
     except feature_repo.FeatureRepoError as exc:
         raise ProjectError(str(exc)) from exc
-    schema = build_schema(config, frame, path, views)
+    schema = build_schema(config, frame, path, views, repo.entities)
     declared = set(schema.training_columns)
     ignored = tuple(c for c in frame.columns if c not in declared)
     return Project(schema, path, len(frame), ignored)
 
 
 def build_schema(
-    config: PlatformConfig, frame: pd.DataFrame, path: Path, views: list[Any]
+    config: PlatformConfig,
+    frame: pd.DataFrame,
+    path: Path,
+    views: list[Any],
+    repo_entities: dict[str, Any] | None = None,
 ) -> Schema:
+    """``repo_entities``: the Feast repo's entities by name, where the views' join keys are
+    read from."""
     labels, task = config.project.labels, config.project.task
     _check_columns(frame, path, config)
     _check_timestamp(frame, labels.timestamp, path)
     keys = tuple(_key(frame, name, path) for name in labels.entities)
-    stored = _stored_features(views, labels.entities, config.features.feature_service)
+    stored = _stored_features(
+        views, labels.entities, config.features.feature_service, repo_entities or {}
+    )
     request = tuple(_request_feature(frame, spec, path) for spec in labels.request_feature_specs())
     features = (*stored, *request)
     _check_unique_names(features, labels.label, labels.timestamp, labels.entities, frame, path)
@@ -165,10 +178,23 @@ def _key(frame: pd.DataFrame, name: str, path: Path) -> Key:
     )
 
 
-def _stored_features(views: list[Any], entities: list[str], service: str) -> tuple[Feature, ...]:
+def _join_keys(view: Any, repo_entities: dict[str, Any]) -> list[str]:
+    """A view's join keys. Feast fills ``view.join_keys`` only from key fields listed in the
+    view's schema (or once ``feast apply`` inferred them), so they come from its entities too."""
+    keys = list(view.join_keys)
+    for name in view.entities:
+        entity = repo_entities.get(name)
+        if entity is not None and entity.join_key not in keys:
+            keys.append(entity.join_key)
+    return keys
+
+
+def _stored_features(
+    views: list[Any], entities: list[str], service: str, repo_entities: dict[str, Any]
+) -> tuple[Feature, ...]:
     features = []
     for view in views:
-        missing = [k for k in view.join_keys if k not in entities]
+        missing = [k for k in _join_keys(view, repo_entities) if k not in entities]
         if missing:
             raise ProjectError(
                 f"project.labels.entities: feature view {view.name!r} of service {service!r} "
@@ -249,6 +275,12 @@ def _check_unique_names(
     frame: pd.DataFrame,
     path: Path,
 ) -> None:
+    for name in (*entities, *(f.name for f in features if f.is_request)):
+        if name.startswith("_") or name in _RESERVED_FIELD_NAMES:
+            raise ProjectError(
+                f"{name!r} cannot be a request field (the serving API's rows are typed objects: "
+                "no leading underscore, no pydantic attribute names); rename the column"
+            )
     seen: dict[str, str] = {}
     for f in features:
         if f.name in seen:

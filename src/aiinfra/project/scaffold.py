@@ -17,6 +17,7 @@ import json
 import keyword
 import math
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,8 +167,8 @@ def init_project(
         )
     )  # fmt: skip
     commands = (
-        f"aiinfra --config {profile} quickstart",
-        f"aiinfra --config {profile} run",
+        f"aiinfra --config {shlex.quote(str(profile))} quickstart",
+        f"aiinfra --config {shlex.quote(str(profile))} run",
     )
     readme = directory / "README.md"
     scaffold = Scaffold(
