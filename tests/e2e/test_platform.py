@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from aiinfra.release import registry
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
-from aiinfra.runtime.serving import OnlineFeatures
+from aiinfra.project.definition import load_project
+from aiinfra.runtime.api import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
 from tests.conftest import run_cli, smoke_config
@@ -40,6 +41,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfi
     yield from running_platform(config)
 
 
+def _request(config: PlatformConfig) -> dict[str, list[dict[str, object]]]:
+    return sample_request(config, load_project(config).schema)
+
+
+def _online(config: PlatformConfig) -> OnlineFeatures:
+    return OnlineFeatures(config, load_project(config).schema)
+
+
 @pytest.fixture(scope="module")
 def first_run(platform: PlatformConfig):  # type: ignore[no-untyped-def]
     return run_training(platform, commit="abc123def456")
@@ -52,7 +61,7 @@ def service_url(platform: PlatformConfig, first_run) -> str:  # type: ignore[no-
 
 def _versions(config: PlatformConfig) -> list[str]:
     found = registry.client(config.mlflow.tracking_uri).search_model_versions(
-        f"name='{config.mlflow.model_name}'"
+        f"name='{config.model_name}'"
     )
     return sorted(v.version for v in found)
 
@@ -61,7 +70,7 @@ def test_first_run_registers_with_lineage_and_becomes_champion(
     platform: PlatformConfig, first_run
 ) -> None:  # type: ignore[no-untyped-def]
     assert first_run.version == "1" and first_run.promoted
-    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "1")
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.model_name, "1")
     assert tags["git_commit"] == "abc123def456"
     assert tags["pipeline_run"].startswith("loan-default-training-")
     assert len(tags["data_hash"]) == 16 and len(tags["eval_hash"]) == 16
@@ -69,7 +78,7 @@ def test_first_run_registers_with_lineage_and_becomes_champion(
     assert tags["validation"] == "passed" and tags["gate"] == "passed"
     assert tags["promoted_by"] == f"pipeline:{tags['pipeline_run']}"
     assert (
-        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
         == "1"
     )
     # The Kubeflow UI artifacts of the run: reports and typed outputs on disk.
@@ -84,15 +93,16 @@ def test_first_run_registers_with_lineage_and_becomes_champion(
 def test_service_answers_with_the_champions_prediction(
     platform: PlatformConfig, service_url: str, tmp_path: Path
 ) -> None:
-    body = sample_request(platform)
+    body = _request(platform)
     body["rows"].append({**body["rows"][0], "loan_amount": 90_000.0, "term_months": 60})
     answer = wait_for_version(service_url, body, "1", timeout=60)
-    served = np.array([p["default_probability"] for p in answer["predictions"]])
+    served = np.array([p["probability"] for p in answer["predictions"]])
+    assert [p["predicted_class"] for p in answer["predictions"]] == [int(v >= 0.5) for v in served]
     # Same version, same online features, computed here: the HTTP answer must match.
     model = registry.load_version(
-        platform.mlflow.tracking_uri, platform.mlflow.model_name, "1", tmp_path
+        platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path
     )
-    expected = model.predict_proba(OnlineFeatures(platform).frame(body["rows"]))
+    expected = model.predict(_online(platform).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
     assert served[1] > served[0]  # a much bigger, longer loan is riskier
     metrics = httpx.get(f"{service_url}/metrics").text
@@ -105,7 +115,7 @@ def test_service_answers_with_the_champions_prediction(
 def test_batched_endpoint_answers_each_row_even_with_an_unknown_entity(
     platform: PlatformConfig, service_url: str
 ) -> None:
-    good = sample_request(platform)["rows"][0]
+    good = _request(platform)["rows"][0]
     unknown = {**good, "applicant_id": 987654}
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(
@@ -116,10 +126,10 @@ def test_batched_endpoint_answers_each_row_even_with_an_unknown_entity(
         )
     assert {a.status_code for a in answers} == {200}
     single = answers[0].json()[0]
-    assert single["error"] is None and 0 < single["default_probability"] < 1
+    assert single["error"] is None and 0 < single["probability"] < 1
     mixed = answers[-1].json()
-    assert mixed[0]["default_probability"] == pytest.approx(single["default_probability"])
-    assert mixed[1]["default_probability"] is None and "no stored features" in mixed[1]["error"]
+    assert mixed[0]["probability"] == pytest.approx(single["probability"])
+    assert mixed[1]["probability"] is None and "no stored features" in mixed[1]["error"]
     empty = httpx.post(f"{service_url}/predict_batch", json={"rows": []}, timeout=10)
     assert empty.status_code == 400 and "rows" in empty.text
 
@@ -138,6 +148,7 @@ BAD_REQUESTS = [
     ({"rows": [_row(purpose="yacht")]}, "purpose"),
     ({"rows": [_row(ssn="1")]}, "ssn"),
     ({"rows": [_row(applicant_id=987654, zipcode="99999")]}, "applicant_id=987654"),
+    ({"rows": [_row(applicant_id="one")]}, "applicant_id"),
     ({"rows": "not a list"}, "rows"),
     ({}, "rows"),
 ]
@@ -216,20 +227,20 @@ def test_second_run_that_does_not_win_keeps_the_champion(
 ) -> None:
     outcome = run_training(platform, commit="abc123def456")
     assert outcome.version == "2" and not outcome.promoted
-    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "2")
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.model_name, "2")
     assert tags["gate"] == "failed" and "does not beat" in tags["gate_reason"]
     assert tags["champion_at_evaluation"] == "1"
     assert (
         registry.alias_version(
-            platform.mlflow.tracking_uri, platform.mlflow.model_name, "challenger"
+            platform.mlflow.tracking_uri, platform.model_name, "challenger"
         )
         == "2"
     )
     assert (
-        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
         == "1"
     )
-    answer = httpx.post(f"{service_url}/predict", json=sample_request(platform), timeout=10).json()
+    answer = httpx.post(f"{service_url}/predict", json=_request(platform), timeout=10).json()
     assert answer["model_version"] == "1"
 
 
@@ -278,12 +289,12 @@ def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
     refused = _cli(platform, "promote", "2")
     assert refused.returncode == 1 and "gate=failed" in refused.stderr
     pid = local_servers.running_pid(local_servers.bentoml_service(platform))
-    with Load(service_url, sample_request(platform)) as load:
+    with Load(service_url, _request(platform)) as load:
         time.sleep(1)
         done = _cli(platform, "promote", "2", "--force", "--reason", "e2e test")
         assert done.returncode == 0 and "1 -> 2" in done.stdout, done.stderr
         # Well under the 120 s poll: the webhook delivered the move.
-        wait_for_version(service_url, sample_request(platform), "2", timeout=30)
+        wait_for_version(service_url, _request(platform), "2", timeout=30)
         time.sleep(1)
     assert len(load.statuses) > 20 and set(load.statuses) == {200}, set(load.statuses)
     assert load.versions == {"1", "2"}
@@ -297,15 +308,16 @@ def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
 def test_a_broken_champion_is_never_served_and_the_old_one_stays_up(
     platform: PlatformConfig, service_url: str, tmp_path: Path
 ) -> None:
-    uri, name = platform.mlflow.tracking_uri, platform.mlflow.model_name
+    uri, name = platform.mlflow.tracking_uri, platform.model_name
     broken = registry.load_version(uri, name, "2", tmp_path)
     with torch.no_grad():
         for p in broken.network.parameters():
             p.fill_(float("nan"))
-    example = OnlineFeatures(platform).frame(sample_request(platform)["rows"])
+    example = _online(platform).frame(_request(platform)["rows"])
     tags = {"validation": "passed", "gate": "passed"}
-    bad = registry.log_and_register(uri, "e2e", name, broken, example, {}, {}, tags, {}).version
-    with Load(service_url, sample_request(platform)) as load:
+    c = registry.client(uri)
+    bad = registry.log_and_register(c, "e2e", name, broken, example, {}, {}, tags, {}).version
+    with Load(service_url, _request(platform)) as load:
         registry.promote(uri, name, bad, actor="e2e", reason="broken on purpose")
         deadline = time.monotonic() + 30
         while "deployment_error" not in registry.version_tags(uri, name, bad):
@@ -342,16 +354,17 @@ def test_requests_and_predictions_are_logged(platform: PlatformConfig) -> None:
         for line in path.read_text().splitlines()
     ]
     assert len(lines) > 20
-    assert {"at", "model_version", "request", "default_probability"} <= set(lines[-1])
+    assert {"at", "model_version", "request", "answer"} <= set(lines[-1])
+    assert 0 <= lines[-1]["answer"]["probability"] <= 1
     assert (
-        lines[-1]["request"]["applicant_id"] == sample_request(platform)["rows"][0]["applicant_id"]
+        lines[-1]["request"]["applicant_id"] == _request(platform)["rows"][0]["applicant_id"]
     )
 
 
 def test_corrupted_data_stops_the_run_at_validation(platform: PlatformConfig) -> None:
     versions = _versions(platform)
     champion = registry.alias_version(
-        platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion"
+        platform.mlflow.tracking_uri, platform.model_name, "champion"
     )
     path = platform.data_dir / "applicants.parquet"
     applicants = pd.read_parquet(path)
@@ -365,7 +378,7 @@ def test_corrupted_data_stops_the_run_at_validation(platform: PlatformConfig) ->
     )
     assert _versions(platform) == versions  # nothing registered
     assert (
-        registry.alias_version(platform.mlflow.tracking_uri, platform.mlflow.model_name, "champion")
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
         == champion
     )
     report = Path(message.split("report: ")[1].strip())

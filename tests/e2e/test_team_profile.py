@@ -24,7 +24,8 @@ import yaml
 from aiinfra.release import registry
 from aiinfra.monitoring import retraining
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.runtime.serving import OnlineFeatures
+from aiinfra.project.definition import load_project
+from aiinfra.runtime.api import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from tests.conftest import SMOKE, free_port
 from tests.e2e.conftest import running_platform
@@ -89,7 +90,7 @@ def team_config(home: Path, servers: Servers) -> PlatformConfig:
         "tracking_uri": f"http://127.0.0.1:{mlflow_port}",
         "backend_store_uri": store.replace(":5432/", f":{servers.pg_port}/"),
     }
-    sizes = {key: smoke[key] for key in ("data", "training", "validation", "gate")}
+    sizes = {key: smoke[key] for key in ("project", "model", "training", "validation", "gate")}
     return load_config(
         TEAM,
         home=home,
@@ -120,14 +121,14 @@ def test_a_run_registers_and_promotes_in_postgres_with_proxied_artifacts(
         db.cursor() as cursor,
     ):
         cursor.execute("SELECT name, version FROM model_versions")
-        assert cursor.fetchall() == [(platform.mlflow.model_name, 1)]
+        assert cursor.fetchall() == [(platform.model_name, 1)]
         cursor.execute("SELECT alias, version FROM registered_model_aliases ORDER BY alias")
         assert ("champion", 1) in cursor.fetchall()
     assert not (platform.mlflow_dir / "mlflow.db").exists()
     # Artifacts went through the server to its destination (the model and the drift sample).
     stored = {p.name for p in (platform.mlflow_dir / "artifacts").rglob("*") if p.is_file()}
     assert {"weights.safetensors", "model.json", "training_sample.parquet"} <= stored
-    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.mlflow.model_name, "1")
+    tags = registry.version_tags(platform.mlflow.tracking_uri, platform.model_name, "1")
     assert tags["git_commit"] == "team0123" and tags["gate"] == "passed"
 
 
@@ -136,13 +137,14 @@ def test_the_service_answers_from_the_redis_online_store(
 ) -> None:
     online = redis.Redis(port=servers.redis_port, password=servers.redis_password)
     assert online.dbsize() > 0, "materialize wrote no features to Redis"
-    body = sample_request(platform)
+    schema = load_project(platform).schema
+    body = sample_request(platform, schema)
     answer = wait_for_version(start_serving(platform), body, "1", timeout=120)
-    served = np.array([p["default_probability"] for p in answer["predictions"]])
+    served = np.array([p["probability"] for p in answer["predictions"]])
     model = registry.load_version(
-        platform.mlflow.tracking_uri, platform.mlflow.model_name, "1", tmp_path
+        platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path
     )
-    expected = model.predict_proba(OnlineFeatures(platform).frame(body["rows"]))
+    expected = model.predict(OnlineFeatures(platform, schema).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
 
 

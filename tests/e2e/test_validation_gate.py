@@ -1,5 +1,7 @@
 """The validation gate in the real pipeline: each corruption of the demo data stops the run at
-validate-data with the right check named, and nothing is registered."""
+validate-data with the right check named, and nothing is registered. A label table that no
+longer fits the project's definition (a declared column gone, no rows, one class left) stops
+before any task runs, naming the setting."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 import pytest
 
 from aiinfra.release import registry
-from aiinfra.project import schema
+from aiinfra.project.definition import ProjectError
 from aiinfra.project.config import PlatformConfig
 from aiinfra_cli.workflow import run_training
 from pipelines.local import PipelineFailed
@@ -38,7 +40,7 @@ def _applicants(column: str, value: object) -> Callable[[Tables], Tables]:
 def _late(frac: float, days: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def shift(loans: pd.DataFrame) -> pd.DataFrame:
         rows = loans.sample(frac=frac, random_state=0).index
-        loans.loc[rows, schema.EVENT_TIMESTAMP] += pd.Timedelta(days=days)
+        loans.loc[rows, "event_timestamp"] += pd.Timedelta(days=days)
         return loans
 
     return shift
@@ -54,18 +56,10 @@ CATALOGUE: dict[str, tuple[Callable[[Tables], Tables], str]] = {
         "expect_column_values_to_be_between(credit_score)",
     ),
     "wrong type": (
-        _loans(lambda f: f.assign(loan_amount=f["loan_amount"].astype(str))),
-        "expect_column_values_to_be_in_type_list(loan_amount)",
+        _applicants("credit_score", 650.5),
+        "expect_column_values_to_be_in_type_list(credit_score)",
     ),
-    "missing column": (
-        _loans(lambda f: f.drop(columns="purpose")),
-        "expect_table_columns_to_match_set",
-    ),
-    "extra column": (
-        _loans(lambda f: f.assign(ssn="000-00-0000")),
-        "expect_table_columns_to_match_set",
-    ),
-    "empty": (_loans(lambda f: f.head(0)), "expect_table_row_count_to_be_between"),
+    "too few rows": (_loans(lambda f: f.head(60)), "expect_table_row_count_to_be_between"),
     "duplicate keys": (
         _loans(lambda f: pd.concat([f, f.head(20)])),
         "expect_column_values_to_be_unique(loan_id)",
@@ -75,8 +69,8 @@ CATALOGUE: dict[str, tuple[Callable[[Tables], Tables], str]] = {
         "expect_column_values_to_be_between(event_timestamp)",
     ),
     "stale data": (_loans(_late(1.0, -200)), "expect_column_max_to_be_between(event_timestamp)"),
-    "one-class label": (
-        _loans(lambda f: f.assign(defaulted=0)),
+    "label rate collapsed": (
+        _loans(lambda f: f.assign(defaulted=(f.index % 200 == 0).astype("int64"))),
         "expect_column_mean_to_be_between(defaulted)",
     ),
     "shifted distribution": (
@@ -103,14 +97,14 @@ def clean(platform: PlatformConfig) -> Tables:
 
 def _stopped_runs(config: PlatformConfig) -> int:
     c = registry.client(config.mlflow.tracking_uri)
-    experiment = c.get_experiment_by_name(config.mlflow.experiment)
+    experiment = c.get_experiment_by_name(config.experiment)
     found = c.search_runs([experiment.experiment_id], "tags.validation = 'failed'")
     return len(found)
 
 
 def _versions(config: PlatformConfig) -> int:
     c = registry.client(config.mlflow.tracking_uri)
-    return len(c.search_model_versions(f"name='{config.mlflow.model_name}'"))
+    return len(c.search_model_versions(f"name='{config.model_name}'"))
 
 
 @pytest.mark.parametrize("case", list(CATALOGUE))
@@ -131,3 +125,48 @@ def test_corrupted_data_stops_the_pipeline_at_validation(
     assert check in str(failure.value), str(failure.value)
     assert _versions(platform) == before
     assert _stopped_runs(platform) == stopped + 1  # the report is in MLflow too
+
+
+DEFINITION_ERRORS: dict[str, tuple[Callable[[Tables], Tables], str]] = {
+    "missing declared column": (
+        _loans(lambda f: f.drop(columns="purpose")),
+        "project.labels.request_features: column 'purpose' is not in",
+    ),
+    "wrong type of a declared column": (
+        _loans(lambda f: f.assign(loan_amount=f["loan_amount"].astype(str))),
+        "'loan_amount' is declared numeric",
+    ),
+    "empty": (_loans(lambda f: f.head(0)), "has no rows"),
+    "one-class label": (_loans(lambda f: f.assign(defaulted=0)), "label 'defaulted' has 1 classes"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFINITION_ERRORS))
+def test_a_label_table_that_breaks_the_definition_stops_before_any_task(
+    platform: PlatformConfig, clean: Tables, case: str
+) -> None:
+    corrupt, message = DEFINITION_ERRORS[case]
+    before = _versions(platform)
+    runs_before = set(platform.pipeline_root.iterdir())
+    for name, table in corrupt(clean).items():
+        table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    try:
+        with pytest.raises(ProjectError) as failure:
+            run_training(platform)
+    finally:
+        for name, table in clean.items():
+            table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    assert message in str(failure.value), str(failure.value)
+    assert _versions(platform) == before
+    assert set(platform.pipeline_root.iterdir()) == runs_before  # no task ran
+
+
+def test_undeclared_columns_are_ignored_and_listed(platform: PlatformConfig, clean: Tables) -> None:
+    from aiinfra.steps import check_project
+
+    extra = clean["loans"].assign(ssn="000-00-0000", branch="north")
+    extra.to_parquet(platform.data_dir / "loans.parquet", index=False)
+    try:
+        assert check_project(platform).ignored_columns == ("ssn", "branch")
+    finally:
+        clean["loans"].to_parquet(platform.data_dir / "loans.parquet", index=False)
