@@ -2,8 +2,9 @@
 
 Configuration comes from the platform config, passed as JSON in ``AIINFRA_CONFIG_JSON`` (set
 by ``aiinfra serve``). The request and response types are built from the project's schema
-when the service is imported, so the OpenAPI page shows the project's own fields. The service starts even when no champion exists yet, reporting not
-ready on ``/readyz`` until one is loaded. The registry's webhook (``POST /hooks/mlflow``,
+when the service is imported, so the OpenAPI page shows the project's own fields. The service
+starts even when no champion exists yet, reporting not ready on ``/readyz`` until one is
+loaded. The registry's webhook (``POST /hooks/mlflow``,
 HMAC-signed with ``AIINFRA_WEBHOOK_SECRET``) triggers a swap as soon as ``@champion`` moves;
 a poll every ``serving.poll_seconds`` catches anything a webhook missed.
 """

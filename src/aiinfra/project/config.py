@@ -376,6 +376,9 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformCon
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{source}: expected a mapping at the top level")
         raw = loaded or {}
+        # A profile's relative home, like its project root, starts at the profile's folder.
+        if "home" in raw and not Path(str(raw["home"])).is_absolute():
+            raw["home"] = (source.parent / str(raw["home"])).resolve()
     elif path is not None or profile:
         raise FileNotFoundError(f"config file not found: {source}")
     raw.update(overrides)
