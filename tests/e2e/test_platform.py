@@ -20,10 +20,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiinfra.release import registry
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
 from aiinfra.project.definition import load_project
+from aiinfra.release import registry
 from aiinfra.runtime.api import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from pipelines.local import PipelineFailed
@@ -78,8 +78,7 @@ def test_first_run_registers_with_lineage_and_becomes_champion(
     assert tags["validation"] == "passed" and tags["gate"] == "passed"
     assert tags["promoted_by"] == f"pipeline:{tags['pipeline_run']}"
     assert (
-        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
-        == "1"
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion") == "1"
     )
     # The Kubeflow UI artifacts of the run: reports and typed outputs on disk.
     assert (
@@ -99,9 +98,7 @@ def test_service_answers_with_the_champions_prediction(
     served = np.array([p["probability"] for p in answer["predictions"]])
     assert [p["predicted_class"] for p in answer["predictions"]] == [int(v >= 0.5) for v in served]
     # Same version, same online features, computed here: the HTTP answer must match.
-    model = registry.load_version(
-        platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path
-    )
+    model = registry.load_version(platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path)
     expected = model.predict(_online(platform).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
     assert served[1] > served[0]  # a much bigger, longer loan is riskier
@@ -231,14 +228,11 @@ def test_second_run_that_does_not_win_keeps_the_champion(
     assert tags["gate"] == "failed" and "does not beat" in tags["gate_reason"]
     assert tags["champion_at_evaluation"] == "1"
     assert (
-        registry.alias_version(
-            platform.mlflow.tracking_uri, platform.model_name, "challenger"
-        )
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "challenger")
         == "2"
     )
     assert (
-        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
-        == "1"
+        registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion") == "1"
     )
     answer = httpx.post(f"{service_url}/predict", json=_request(platform), timeout=10).json()
     assert answer["model_version"] == "1"
@@ -356,16 +350,12 @@ def test_requests_and_predictions_are_logged(platform: PlatformConfig) -> None:
     assert len(lines) > 20
     assert {"at", "model_version", "request", "answer"} <= set(lines[-1])
     assert 0 <= lines[-1]["answer"]["probability"] <= 1
-    assert (
-        lines[-1]["request"]["applicant_id"] == _request(platform)["rows"][0]["applicant_id"]
-    )
+    assert lines[-1]["request"]["applicant_id"] == _request(platform)["rows"][0]["applicant_id"]
 
 
 def test_corrupted_data_stops_the_run_at_validation(platform: PlatformConfig) -> None:
     versions = _versions(platform)
-    champion = registry.alias_version(
-        platform.mlflow.tracking_uri, platform.model_name, "champion"
-    )
+    champion = registry.alias_version(platform.mlflow.tracking_uri, platform.model_name, "champion")
     path = platform.data_dir / "applicants.parquet"
     applicants = pd.read_parquet(path)
     applicants.loc[applicants.sample(frac=0.2, random_state=0).index, "credit_score"] = 2000

@@ -21,10 +21,10 @@ import pytest
 import redis
 import yaml
 
-from aiinfra.release import registry
 from aiinfra.monitoring import retraining
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 from aiinfra.project.definition import load_project
+from aiinfra.release import registry
 from aiinfra.runtime.api import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
 from tests.conftest import SMOKE, free_port
@@ -141,9 +141,7 @@ def test_the_service_answers_from_the_redis_online_store(
     body = sample_request(platform, schema)
     answer = wait_for_version(start_serving(platform), body, "1", timeout=120)
     served = np.array([p["probability"] for p in answer["predictions"]])
-    model = registry.load_version(
-        platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path
-    )
+    model = registry.load_version(platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path)
     expected = model.predict(OnlineFeatures(platform, schema).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 import pytest
 
-from aiinfra.release import registry
-from aiinfra.project.definition import ProjectError
 from aiinfra.project.config import PlatformConfig
+from aiinfra.project.definition import ProjectError
+from aiinfra.release import registry
 from aiinfra_cli.workflow import run_training
 from pipelines.local import PipelineFailed
 from tests.conftest import smoke_config
