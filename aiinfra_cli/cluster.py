@@ -86,7 +86,9 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
             False, "--if-drifted", help="only when recent data drifted from the champion's"
         ),
         source: Source = typer.Option(
-            Source.requests, help="requests: the service's request log; data: recent loans"
+            Source.requests,
+            help="requests: the service's request log; data: the newest rows of a freshly "
+            "built training set",
         ),
         host: str | None = HostOpt,
         dry_run: bool = typer.Option(False, "--dry-run", help="decide and print; start nothing"),

@@ -21,60 +21,79 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from aiinfra.data import demo_data, feature_store
-from aiinfra.project import schema
+from aiinfra.data import feature_store
+from aiinfra.data.feature_repo import FeatureRepo
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.data.feature_definitions import TTL
+from aiinfra.project.definition import load_project, read_label_table
+from aiinfra.project.schema import Schema
 from benchmarks.pandas_checks import pandas_checks
+
+SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
 
 def _config(home: Path, loans: int, offline: str = "file") -> PlatformConfig:
-    data = {"n_loans": loans, "n_applicants": max(100, loans // 4), "n_zipcodes": 200, "days": 120}
-    features = {} if offline == "file" else {"offline_store": {"type": offline}}
-    return load_config(
-        PROJECT_ROOT / "configs" / "smoke.yaml", home=home, data=data, features=features
-    )
+    """The loan example's smoke profile with ``loans`` label rows from its generator."""
+    sizes = {"n_loans": loans, "n_applicants": max(100, loans // 4), "n_zipcodes": 200, "days": 120}
+    project = load_config(SMOKE).project.model_dump(mode="json")
+    project["generator"]["settings"] |= sizes
+    features = load_config(SMOKE).features.model_dump(mode="json")
+    if offline != "file":
+        features["offline_store"] = {"type": offline}
+    return load_config(SMOKE, home=home, project=project, features=features)
 
 
 def _prepared(
     home: Path, loans: int, offline: str = "file"
-) -> tuple[PlatformConfig, demo_data.DemoData, Any, Any]:
-    """Demo data of ``loans`` rows written under ``home``, and its applied feature store."""
+) -> tuple[PlatformConfig, Schema, Any, FeatureRepo]:
+    """The example's tables with ``loans`` label rows written under ``home``, its schema, and
+    its applied feature store."""
+    from aiinfra_cli.workflow import generate_data
+
     config = _config(home, loans, offline)
-    data = demo_data.generate(config.data)
-    data.write(config.data_dir)
+    generate_data(config, force=True)
+    schema = load_project(config).schema
     store = feature_store.open_store(config)
     repo = feature_store.repo_objects(config)
     feature_store.apply(store, repo)
-    return config, data, store, repo
+    return config, schema, store, repo
+
+
+def _labels(config: PlatformConfig, schema: Schema) -> pd.DataFrame:
+    """The entity frame of a training set: keys and event time of every label row."""
+    labels = read_label_table(config.labels_path, schema.timestamp)
+    labels[schema.timestamp] = pd.to_datetime(labels[schema.timestamp], utc=True)
+    return labels[list(schema.key_columns)]
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reference_join(loans: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The baseline: pandas merge_asof per view, values older than the TTL nulled."""
-    out = loans.sort_values(schema.EVENT_TIMESTAMP)
-    for key, table in (
-        (schema.APPLICANT_ID, tables["applicants"]),
-        (schema.ZIPCODE, tables["zipcodes"]),
-    ):
-        cols = [
-            c for c in table.columns if c not in (schema.APPLICANT_ID, schema.ZIPCODE, "created")
-        ]
-        right = table[[key, *cols]].rename(columns={schema.EVENT_TIMESTAMP: "_ts"})
+def reference_join(entity_df: pd.DataFrame, schema: Schema, repo: FeatureRepo) -> pd.DataFrame:
+    """The baseline: pandas merge_asof per feature view of the schema (its file source, join
+    keys and timestamp field), values older than the view's TTL nulled."""
+    ts = schema.timestamp
+    out = entity_df.sort_values(ts)
+    for view_name, features in schema.views().items():
+        view = repo.views[view_name]
+        source = view.batch_source
+        path = Path(source.path) if Path(source.path).is_absolute() else repo.path / source.path
+        cols = [f.name for f in features]
+        table = pd.read_parquet(path, columns=[*view.join_keys, source.timestamp_field, *cols])
+        right = table.rename(columns={source.timestamp_field: "_ts"})
+        right["_ts"] = pd.to_datetime(right["_ts"], utc=True)
         out = pd.merge_asof(
-            out, right.sort_values("_ts"), left_on=schema.EVENT_TIMESTAMP, right_on="_ts", by=key
+            out, right.sort_values("_ts"), left_on=ts, right_on="_ts", by=list(view.join_keys)
         )
-        stale = out["_ts"] < out[schema.EVENT_TIMESTAMP] - TTL
-        out.loc[stale, [c for c in cols if c != schema.EVENT_TIMESTAMP]] = np.nan
+        stale = out["_ts"] < out[ts] - view.ttl
+        out.loc[stale, cols] = np.nan
         out = out.drop(columns="_ts")
     return out
 
@@ -82,19 +101,17 @@ def reference_join(loans: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.D
 def one_historical(rows: int, method: str) -> dict[str, float]:
     """Run in a child process: one retrieval, its time and the process's peak memory."""
     with tempfile.TemporaryDirectory() as tmp:
-        _, data, store, repo = _prepared(Path(tmp), rows, method if method != "pandas" else "file")
-        loans = data.loans[
-            [schema.LOAN_ID, schema.APPLICANT_ID, schema.ZIPCODE, schema.EVENT_TIMESTAMP]
-        ]
+        offline = method if method != "pandas" else "file"
+        config, schema, store, repo = _prepared(Path(tmp), rows, offline)
+        entities = _labels(config, schema)
         if method == "pandas":
-            tables = {"applicants": data.applicants, "zipcodes": data.zipcodes}
             before = _rss_mb()
             start = time.perf_counter()
-            result = reference_join(loans, tables)
+            result = reference_join(entities, schema, repo)
         else:
             before = _rss_mb()
             start = time.perf_counter()
-            result = feature_store.historical_features(store, repo, loans)
+            result = feature_store.historical_features(store, schema, entities)
         seconds = time.perf_counter() - start
     assert len(result) == rows
     return {"seconds": seconds, "peak_mb": _rss_mb(), "setup_mb": before}
@@ -124,21 +141,23 @@ def validation(sizes: list[int]) -> dict[str, Any]:
     start = time.perf_counter()
     import great_expectations  # noqa: F401 - the import is what is measured
 
-    from aiinfra import validation as gx_validation
+    from aiinfra.data import validation as gx_validation
+    from aiinfra.data.training_set import build_training_set
 
     import_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        config, data, store, repo = _prepared(Path(tmp), 20_000)
-        base = feature_store.historical_features(store, repo, data.loans)
+        config, schema, _, _ = _prepared(Path(tmp), 20_000)
+        base = build_training_set(config)
     rows = []
     for n in sizes:
         frame = pd.concat([base] * (n // len(base) + 1), ignore_index=True).head(n)
-        frame[schema.LOAN_ID] = np.arange(n)
-        frame[schema.EVENT_TIMESTAMP] += pd.to_timedelta(np.arange(n) % 1000, unit="ms")
+        if schema.row_id:
+            frame[schema.row_id] = np.arange(n)
+        frame[schema.timestamp] += pd.to_timedelta(np.arange(n) % 1000, unit="ms")
         t0 = time.perf_counter()
-        gx_report = gx_validation.validate(frame, config.validation)
+        gx_report = gx_validation.validate(frame, schema, config.validation)
         t1 = time.perf_counter()
-        pd_failed = pandas_checks(frame, config.validation)
+        pd_failed = pandas_checks(frame, schema, config.validation)
         t2 = time.perf_counter()
         same = sorted(c.name for c in gx_report.failed) == sorted(pd_failed)
         rows.append({"rows": n, "gx_s": t1 - t0, "pandas_s": t2 - t1, "same_verdicts": same})
@@ -149,12 +168,13 @@ def online(iterations: int = 300) -> list[dict[str, Any]]:
     import sqlite3
 
     with tempfile.TemporaryDirectory() as tmp:
-        config, data, store, repo = _prepared(Path(tmp), 5000)
-        feature_store.materialize(store, repo, demo_data.default_end())
-        apps = data.applicants.drop_duplicates(schema.APPLICANT_ID)
-        rows = apps[[schema.APPLICANT_ID, schema.ZIPCODE]].to_dict("records")
+        config, schema, store, repo = _prepared(Path(tmp), 5000)
+        feature_store.materialize(store, repo, schema.feature_service, datetime.now(UTC))
+        keys_of_rows = list(schema.entity_names)
+        rows = _labels(config, schema).drop_duplicates(keys_of_rows)[keys_of_rows]
+        rows = rows.to_dict("records")
         db = sqlite3.connect(str(config.feast_dir / "online_store.db"))
-        table = f"{store.project}_{repo.applicant_profile.name}"
+        table = f"{store.project}_{next(iter(schema.views()))}"
         keys = [r[0] for r in db.execute(f"SELECT DISTINCT entity_key FROM {table}")]
         out = []
         for n in (1, 50):
@@ -162,7 +182,7 @@ def online(iterations: int = 300) -> list[dict[str, Any]]:
             for i in range(iterations):
                 batch = rows[(i * n) % (len(rows) - n) :][:n]
                 t0 = time.perf_counter()
-                feature_store.online_features(store, repo, batch)
+                feature_store.online_features(store, schema, batch)
                 feast_t.append(time.perf_counter() - t0)
                 chosen = keys[(i * n) % (len(keys) - n) :][:n]
                 t0 = time.perf_counter()

@@ -7,45 +7,51 @@ show what the HTTP framework costs. Run (the config as JSON in ``AIINFRA_CONFIG_
     uvicorn benchmarks.fastapi_app:create_app --factory --host 127.0.0.1 --port 8000
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the endpoint's body type from its
+# annotation, and that type is built at start-up from the project's schema (a local name).
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, create_model
 
-from aiinfra.release import registry
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json
-from aiinfra.runtime.champion import Served
-from aiinfra.runtime.serving import (
-    BatchOfApplications,
+from aiinfra.project.definition import load_project
+from aiinfra.release import registry
+from aiinfra.runtime.api import (
     OnlineFeatures,
-    PredictionResponse,
     UnknownEntities,
+    batch_type,
     predict,
+    response_types,
+    row_type,
 )
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rows: BatchOfApplications
+from aiinfra.runtime.champion import Served
 
 
 def create_app() -> FastAPI:
     config = config_from_json(os.environ["AIINFRA_CONFIG_JSON"])
+    schema = load_project(config).schema
     uri, name = config.mlflow.tracking_uri, config.model_name
     version = registry.alias_version(uri, name, registry.CHAMPION)
     if version is None:
         raise RuntimeError(f"{name} has no @champion to serve")
     with tempfile.TemporaryDirectory() as tmp:
-        served = Served(version, registry.load_version(uri, name, version, Path(tmp)))
-    features = OnlineFeatures(config)
-    app = FastAPI(title="loan-default baseline")
+        model = registry.load_version(uri, name, version, Path(tmp), config.project.root)
+        served = Served(version, model)
+    features = OnlineFeatures(config, schema)
+    # The same body and answer types as the BentoML service: built from the schema.
+    request_type: Any = create_model(
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(batch_type(row_type(schema)), ...),
+    )
+    response_type, _ = response_types(schema)
+    app = FastAPI(title=f"{config.project.name} baseline")
 
     @app.get("/readyz")
     def readyz() -> dict[str, str]:
@@ -53,8 +59,8 @@ def create_app() -> FastAPI:
 
     # A plain `def`, like the BentoML API: both run the blocking Feast read and the torch
     # forward in a thread pool, so the comparison is framework against framework.
-    @app.post("/predict")
-    def predict_endpoint(body: PredictRequest) -> PredictionResponse:
+    @app.post("/predict", response_model=response_type)
+    def predict_endpoint(body: request_type) -> dict[str, Any]:  # type: ignore[valid-type]
         try:
             frame = features.frame([row.model_dump() for row in body.rows])
         except UnknownEntities as exc:

@@ -1,7 +1,9 @@
 """The validation suite's checks written as plain vectorized pandas: the benchmark's baseline.
 
-Returns the names of the failed checks in the same form as the GX report, so the benchmark
-can also confirm that both give the same verdicts.
+The same checks as :func:`aiinfra.data.validation.build_suite` without a reference (columns,
+row count, keys, nulls, freshness, declared bounds and categories, the label), derived from
+the same schema. Returns the names of the failed checks in the same form as the GX report, so
+the benchmark can also confirm that both give the same verdicts.
 """
 
 from __future__ import annotations
@@ -10,44 +12,61 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from aiinfra.project import schema
+from aiinfra.data.validation import FLOAT_TYPES, INTEGER_TYPES, STRING_TYPES
 from aiinfra.project.config import ValidationConfig
+from aiinfra.project.schema import Schema
 
 
-def pandas_checks(frame: pd.DataFrame, config: ValidationConfig) -> list[str]:
+def pandas_checks(frame: pd.DataFrame, schema: Schema, config: ValidationConfig) -> list[str]:
     failed = []
-    if set(frame.columns) != set(schema.TRAINING_COLUMNS):
+    if set(frame.columns) != set(schema.training_columns):
         failed.append("expect_table_columns_to_match_set")
     if not config.min_rows <= len(frame) <= config.max_rows:
         failed.append("expect_table_row_count_to_be_between")
-    if frame[schema.LOAN_ID].duplicated().any():
-        failed.append(f"expect_column_values_to_be_unique({schema.LOAN_ID})")
-    if frame.duplicated([schema.APPLICANT_ID, schema.EVENT_TIMESTAMP]).any():
-        failed.append("expect_compound_columns_to_be_unique(applicant_id,event_timestamp)")
-    nulls = frame[[*schema.ROW_KEYS, *schema.FEATURE_NAMES, schema.LABEL]].isna().any()
+    if schema.row_id and frame[schema.row_id].duplicated().any():
+        failed.append(f"expect_column_values_to_be_unique({schema.row_id})")
+    keys = [*schema.entity_names, schema.timestamp]
+    if frame.duplicated(keys).any():
+        failed.append(f"expect_compound_columns_to_be_unique({','.join(keys)})")
+    nulls = frame[list(schema.training_columns)].isna().any()
     failed += [f"expect_column_values_to_not_be_null({c})" for c in nulls[nulls].index]
     now = datetime.now(UTC)
-    ts = frame[schema.EVENT_TIMESTAMP]
+    ts = frame[schema.timestamp]
     if (ts > now + timedelta(minutes=config.future_tolerance_minutes)).any():
-        failed.append(f"expect_column_values_to_be_between({schema.EVENT_TIMESTAMP})")
+        failed.append(f"expect_column_values_to_be_between({schema.timestamp})")
     if ts.max() < now - timedelta(days=config.max_age_days):
-        failed.append(f"expect_column_max_to_be_between({schema.EVENT_TIMESTAMP})")
-    for f in schema.FEATURES:
+        failed.append(f"expect_column_max_to_be_between({schema.timestamp})")
+    for f in schema.features:
         values = frame[f.name]
         if f.kind == "categorical":
-            if not values.dropna().isin(f.categories).all():
-                failed.append(f"expect_column_values_to_be_in_set({f.name})")
-            if values.dtype != object:
+            if values.dtype.name not in STRING_TYPES:
                 failed.append(f"expect_column_values_to_be_in_type_list({f.name})")
+            if f.categories and not values.dropna().isin(f.categories).all():
+                failed.append(f"expect_column_values_to_be_in_set({f.name})")
             continue
-        if not values.dropna().between(f.min_value, f.max_value).all():
-            failed.append(f"expect_column_values_to_be_between({f.name})")
-        kind = "iu" if f.integer else "iuf"
-        if values.dtype.kind not in kind:
+        if values.dtype.name not in (INTEGER_TYPES if f.integer else FLOAT_TYPES):
             failed.append(f"expect_column_values_to_be_in_type_list({f.name})")
-    label = frame[schema.LABEL]
-    if not label.dropna().isin([0, 1]).all():
-        failed.append(f"expect_column_values_to_be_in_set({schema.LABEL})")
-    if not config.min_label_rate <= label.mean() <= config.max_label_rate:
-        failed.append(f"expect_column_mean_to_be_between({schema.LABEL})")
+        if f.min_value is None and f.max_value is None:
+            continue
+        low = f.min_value if f.min_value is not None else -float("inf")
+        high = f.max_value if f.max_value is not None else float("inf")
+        if not values.dropna().between(low, high).all():
+            failed.append(f"expect_column_values_to_be_between({f.name})")
+    failed += _label_checks(frame[schema.label], schema, config)
+    return failed
+
+
+def _label_checks(label: pd.Series, schema: Schema, config: ValidationConfig) -> list[str]:
+    name = schema.label
+    if schema.task == "regression":
+        ok = label.dtype.name in FLOAT_TYPES
+        return [] if ok else [f"expect_column_values_to_be_in_type_list({name})"]
+    failed = []
+    if not label.dropna().isin(schema.classes).all():
+        failed.append(f"expect_column_values_to_be_in_set({name})")
+    if schema.task == "binary" and schema.classes[1] in (1, True):
+        if not config.min_label_rate <= label.mean() <= config.max_label_rate:
+            failed.append(f"expect_column_mean_to_be_between({name})")
+    elif not set(schema.classes) <= set(label.dropna().unique()):
+        failed.append(f"expect_column_distinct_values_to_contain_set({name})")
     return failed

@@ -29,23 +29,24 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 
-from aiinfra.data import demo_data, feature_store
-from aiinfra.release import registry
-from aiinfra.project import schema
+from aiinfra.data import feature_store
+from aiinfra.data.training_set import read_training_set
 from aiinfra.ops import local_servers
-from aiinfra.training import train
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
-from aiinfra.runtime.serving import OnlineFeatures
-from aiinfra_cli.workflow import start_serving
+from aiinfra.project.definition import read_label_table
+from aiinfra.project.schema import Schema
+from aiinfra.release import registry
+from aiinfra.runtime.api import OnlineFeatures
+from aiinfra.training import train
+from aiinfra_cli.workflow import generate_data, start_serving
 from benchmarks import fastapi_app
 from benchmarks.load import JSON, LoadResult, run_load
 from benchmarks.run import in_process
 
 # Long enough that every measured swap is the registry webhook's doing, not the poll's.
 POLL_SECONDS = 30.0
-N_ROWS = 200  # distinct (applicant, zipcode) requests, cycled through
+N_ROWS = 200  # the newest label rows as requests, cycled through
 
 
 def make_config(home: Path) -> PlatformConfig:
@@ -58,59 +59,60 @@ def make_config(home: Path) -> PlatformConfig:
     )
 
 
-def build_platform(config: PlatformConfig, work: Path) -> tuple[str, str]:
-    """Data, features, and two registered versions: (champion, the other one)."""
-    demo_data.write_demo_data(config.data, config.data_dir)
+def build_platform(config: PlatformConfig, work: Path) -> tuple[Schema, str, str]:
+    """Data, features, and two registered versions: (the schema, champion, the other one)."""
+    generate_data(config, force=True)
     store = feature_store.open_store(config)
     repo = feature_store.repo_objects(config)
     feature_store.apply(store, repo)
-    feature_store.materialize(store, repo, datetime.now(UTC))
     in_process(config, work)  # the pipeline's steps; the first version passes the gate
+    frame, schema = read_training_set(work / "training_set.parquet")
+    feature_store.materialize(store, repo, schema.feature_service, datetime.now(UTC))
     uri, name = config.mlflow.tracking_uri, config.model_name
     first = registry.alias_version(uri, name, registry.CHAMPION)
     if first is None:
         raise RuntimeError("the first training run was not promoted; nothing to serve")
     # A second seed rather than the gate: retraining on the same data rarely beats the
     # champion by the margin, and the swap timing only needs another valid version.
-    frame = pd.read_parquet(work / "training_set.parquet")
-    train_part, _ = train.split_by_time(frame, config.training.eval_fraction)
+    train_part, _ = train.split_by_time(frame, config.training.eval_fraction, schema)
     seeded = config.training.model_copy(update={"seed": config.training.seed + 1})
-    model = train.train(train_part, seeded).model
+    model = train.train(train_part, schema, seeded, config.model, root=config.project.root).model
     tags = {"validation": "passed", "gate": "passed", "pipeline_run": "bench-serving-seed"}
+    client = registry.client(uri)
     second = registry.log_and_register(
-        uri, config.experiment, name, model, frame, {}, {}, tags, {}, "bench-serving-seed"
+        client, config.experiment, name, model, frame, {}, {}, tags, {}, "bench-serving-seed"
     ).version
-    return first, second
+    return schema, first, second
 
 
-def request_rows(config: PlatformConfig) -> list[dict[str, Any]]:
-    """The most recent applications, shaped like ``aiinfra_cli.workflow.sample_request``."""
-    loans = pd.read_parquet(config.data_dir / "loans.parquet")
-    fields = [*schema.ENTITY_KEYS, *(f.name for f in schema.REQUEST_FEATURES)]
-    latest = loans.sort_values(schema.EVENT_TIMESTAMP).tail(N_ROWS)[fields]
+def request_rows(config: PlatformConfig, schema: Schema) -> list[dict[str, Any]]:
+    """The newest rows of the label table, shaped like ``aiinfra_cli.workflow.sample_request``."""
+    labels = read_label_table(config.labels_path, schema.timestamp)
+    fields = [*schema.entity_names, *(f.name for f in schema.request_features)]
+    latest = labels.sort_values(schema.timestamp).tail(N_ROWS)[fields]
     rows: list[dict[str, Any]] = json.loads(latest.to_json(orient="records"))  # plain types
     return rows
 
 
 def bare_model(
-    config: PlatformConfig, version: str, rows: list[dict[str, Any]], n: int
+    config: PlatformConfig, schema: Schema, version: str, rows: list[dict[str, Any]], n: int
 ) -> dict[str, list[float]]:
     """Per 1-row request in this process: lookup + forward, and the forward alone (seconds)."""
-    features = OnlineFeatures(config)
+    features = OnlineFeatures(config, schema)
     with tempfile.TemporaryDirectory() as tmp:
         model = registry.load_version(
-            config.mlflow.tracking_uri, config.model_name, version, Path(tmp)
+            config.mlflow.tracking_uri, config.model_name, version, Path(tmp), config.project.root
         )
     frames = [features.frame([row]) for row in rows]  # also warms Feast and torch up
     full, forward = [], []
     for i in range(n):
         start = time.perf_counter()
-        model.predict_proba(features.frame([rows[i % len(rows)]]))
+        model.predict(features.frame([rows[i % len(rows)]]))
         full.append(time.perf_counter() - start)
     for i in range(n):
         frame = frames[i % len(frames)]
         start = time.perf_counter()
-        model.predict_proba(frame)
+        model.predict(frame)
         forward.append(time.perf_counter() - start)
     return {"lookup_and_forward": full, "forward": forward}
 
@@ -159,11 +161,11 @@ def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> d
         fastapi = fastapi_app.service(config, local_servers.free_port())
         try:
             local_servers.start(mlflow)
-            first, second = build_platform(config, Path(tmp) / "work")
+            schema, first, second = build_platform(config, Path(tmp) / "work")
             start_serving(config)  # the BentoML service, wired to the registry webhook
             local_servers.start(fastapi, timeout=240)
-            rows = request_rows(config)
-            bare = bare_model(config, first, rows, n=300)
+            rows = request_rows(config, schema)
+            bare = bare_model(config, schema, first, rows, n=300)
             bodies = [json.dumps({"rows": [row]}).encode() for row in rows]
             urls = {
                 "bentoml": f"http://127.0.0.1:{config.serving.port}/predict",

@@ -16,6 +16,7 @@ Run: make bench-training   (or: python -m benchmarks.training [--device cuda --p
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import statistics
@@ -29,15 +30,33 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from aiinfra.project.config import PROJECT_ROOT, TrainingConfig, load_config
+from aiinfra.project.schema import Schema
 from aiinfra.training import distributed, hardware, telemetry, train
-from aiinfra.project import schema
 from aiinfra.training.batches import Batches
-from aiinfra.project.config import TrainingConfig
 from aiinfra.training.hardware import Precision
-from aiinfra.training.model import MLP, MLPSpec
+from aiinfra.training.model import MLP, Target
 
-# Encoded width of a loan: the numeric features plus the one-hot categories.
-WIDTH = len(schema.NUMERIC) + sum(len(f.categories) for f in schema.CATEGORICAL)
+# Binary cross-entropy on the logits, summed: what training uses for a binary task.
+LOSS = Target("binary", [0, 1]).loss
+
+
+def loan_schema() -> Schema:
+    """The loan example's schema, built as the platform builds it (its Feast repo and the smoke
+    profile) from a tiny generated label table: no files, no feature store."""
+    from aiinfra.project.definition import load_project
+    from examples.loan_default import data
+
+    config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml")
+    sizes = data.DataConfig(n_applicants=10, n_zipcodes=2, n_loans=50, days=2)
+    return load_project(config, labels=data.generate(sizes).loans).schema
+
+
+@functools.cache
+def loan_width() -> int:
+    """Encoded width of a loan: the numeric features plus the one-hot categories."""
+    schema = loan_schema()
+    return len(schema.numeric) + sum(max(1, len(f.categories)) for f in schema.categorical)
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,6 @@ def make_data(
 
 def _config(case: Case, device: torch.device, precision: str, epochs: int) -> TrainingConfig:
     return TrainingConfig(
-        hidden_sizes=case.hidden,
-        dropout=0.0,
         epochs=epochs,
         batch_size=case.batch_size,
         device=device.type,
@@ -83,8 +100,9 @@ def ours(case: Case, data: tuple[torch.Tensor, ...], precision: str, epochs: int
     """Samples/s of our loop (seconds as ``train.fit`` counts them)."""
     device = data[0].device
     torch.manual_seed(0)
-    network = MLP(MLPSpec(data[0].shape[1], case.hidden, 0.0)).to(device)
-    setup = train.prepare(network, data, _config(case, device, precision, epochs), _single())
+    network = MLP(data[0].shape[1], 1, case.hidden, 0.0).to(device)
+    config = _config(case, device, precision, epochs)
+    setup = train.prepare(network, data, config, _single(), LOSS)
     _, _, seconds = train.fit(setup)
     return len(data[0]) * epochs / seconds
 
@@ -96,7 +114,7 @@ def hand_written(
     x, y, xv, yv = data
     device = x.device
     torch.manual_seed(0)
-    net = MLP(MLPSpec(x.shape[1], case.hidden, 0.0)).to(device)
+    net = MLP(x.shape[1], 1, case.hidden, 0.0).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     net = hardware.maybe_compile(net, case.compile, device)
     loss_fn = nn.functional.binary_cross_entropy_with_logits
@@ -111,11 +129,11 @@ def hand_written(
             opt.zero_grad(set_to_none=True)
             with amp:
                 logits = net(x[idx])
-            loss_fn(logits.float(), y[idx]).backward()
+            loss_fn(logits.float().reshape(-1), y[idx]).backward()
             opt.step()
         net.eval()
         with torch.no_grad(), amp:
-            float(loss_fn(net(xv).float(), yv))
+            float(loss_fn(net(xv).float().reshape(-1), yv))
     hardware.synchronize(device)
     return len(x) * epochs / (time.perf_counter() - start)
 
@@ -220,19 +238,20 @@ def flops(
 ) -> dict[str, float]:
     """FLOP/s of the MLP's forward+backward, of one matmul the size of its largest layer, and
     the device's practical peak (the best of that and a large square matmul), in ``precision``."""
-    net = MLP(MLPSpec(WIDTH, hidden, 0.0)).to(device)
-    x = torch.randn(batch, WIDTH, device=device)
+    width = loan_width()
+    net = MLP(width, 1, hidden, 0.0).to(device)
+    x = torch.randn(batch, width, device=device)
     y = (torch.rand(batch, device=device) < 0.5).float()
 
     def step() -> None:
         net.zero_grad(set_to_none=True)
         with hardware.autocast(device, precision):
             logits = net(x)
-        nn.functional.binary_cross_entropy_with_logits(logits.float(), y).backward()
+        nn.functional.binary_cross_entropy_with_logits(logits.float().reshape(-1), y).backward()
 
-    mlp = mlp_flops_per_sample(WIDTH, hidden) * batch / _timed(step, device, iters)
+    mlp = mlp_flops_per_sample(width, hidden) * batch / _timed(step, device, iters)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    sizes = [WIDTH, *hidden]
+    sizes = [width, *hidden]
     i, o = max(itertools.pairwise(sizes), key=lambda p: p[0] * p[1])
     a, b = (
         torch.randn(batch, i, device=device, dtype=dtype),
@@ -260,7 +279,7 @@ def energy_per_epoch(
 def measure_case(
     case: Case, device: torch.device, precision: Precision, repeats: int, peak_n: int, iters: int
 ) -> dict[str, Any]:
-    data = make_data(int(case.rows / 0.8), WIDTH, device)
+    data = make_data(int(case.rows / 0.8), loan_width(), device)
     t = throughput(case, data, precision, repeats)
     joules, source = energy_per_epoch(case, data, precision)
     return {

@@ -31,8 +31,12 @@ COPY components ./components
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY feature_repo ./feature_repo
+# The loan example's generator (project.generator of the profiles), imported from the
+# project root (/opt/aiinfra), not installed.
+COPY examples ./examples
 COPY configs ./configs
-RUN pip install --no-deps . && python -c "import aiinfra, components, pipelines"
+RUN pip install --no-deps . \
+    && python -c "import aiinfra, components, pipelines, examples.loan_default.data"
 
 # Non-root, numeric (Kubernetes' runAsNonRoot can only verify a number); the home directory is
 # the mount point of the profile's volume (kfp.pvc) and writable without one.

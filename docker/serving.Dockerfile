@@ -26,8 +26,17 @@ COPY components ./components
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY feature_repo ./feature_repo
+# The loan example's generator (project.generator of the profiles), imported from the
+# project root (/opt/aiinfra), not installed.
+COPY examples ./examples
 COPY configs ./configs
-RUN pip install --no-deps . && python -c "import serving.service"
+# Imports everything serving/service.py does, but not the service module itself: importing it
+# builds the request types from the project's label table and Feast repo, which exist only
+# at run time (under the home volume), not in the image.
+RUN pip install --no-deps . \
+    && python -c "import bentoml, fastapi, serving, aiinfra.project.definition, \
+aiinfra.data.feature_store, aiinfra.runtime.api, aiinfra.runtime.champion, \
+aiinfra.runtime.prediction_log, aiinfra.release.webhooks"
 
 # Non-root and numeric, the user the Deployment runs as (aiinfra.k8s.RUN_AS_USER); the request
 # log and Feast's local files go under the home directory.

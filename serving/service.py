@@ -18,7 +18,6 @@ from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI, HTTPException, Request
 
 from aiinfra.project.config import PlatformConfig, config_from_json, load_config
-from aiinfra.project.definition import load_project
 from aiinfra.release import registry, webhooks
 from aiinfra.runtime.api import (
     MAX_BATCH_ROWS,
@@ -29,6 +28,7 @@ from aiinfra.runtime.api import (
     predict_rows,
     response_types,
     row_type,
+    serving_schema,
 )
 from aiinfra.runtime.champion import ChampionSlot
 from aiinfra.runtime.prediction_log import PredictionLog
@@ -40,7 +40,7 @@ def _config() -> PlatformConfig:
 
 
 CONFIG = _config()
-SCHEMA = load_project(CONFIG).schema
+SCHEMA = serving_schema(CONFIG)
 Row = row_type(SCHEMA)
 Rows = batch_type(Row)
 PredictionResponse, RowPrediction = response_types(SCHEMA)
@@ -64,7 +64,7 @@ class ModelService:
         self.log = PredictionLog(
             self.config.prediction_log_dir, self.config.serving.log_sample_rate
         )
-        self.slot = ChampionSlot(self.config)
+        self.slot = ChampionSlot(self.config, SCHEMA)
         try:
             self.slot.refresh()
         except Exception as exc:  # never crash the worker: BentoML would restart it forever

@@ -289,7 +289,7 @@ def register_model(
             "reports/gate.md": evaluation.report,
             # What the next run's data is compared with (drift), if this version becomes champion.
             registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame, schema)),
-            "reference/schema.json": json.dumps(schema.to_dict(), indent=2, default=str),
+            registry.REFERENCE_SCHEMA: json.dumps(schema.to_dict(), indent=2, default=str),
             **(
                 {"reports/validation.html": validation_report.read_text()}
                 if validation_report is not None and validation_report.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import os
 import re
 import shutil
 import subprocess
@@ -79,16 +80,23 @@ def test_installs_the_runtime_dependencies_from_the_lock(name: str) -> None:
     assert "-c constraints.txt" in runs and "['project']['dependencies']" in runs
     assert not any("requirements.in" in c for c in values(path, "COPY")), "no dev tools"
     copied = {c.split()[0] for c in values(path, "COPY")}
-    # Every package the project installs is copied before `pip install .`.
-    for package in ("src", "aiinfra_cli", "components", "pipelines", "serving", "feature_repo"):
+    # Every package the project installs is copied before `pip install .`, and so are the
+    # loan example's Feast repo and generator (imported from the project root).
+    for package in (
+        "src", "aiinfra_cli", "components", "pipelines", "serving", "feature_repo", "examples"
+    ):  # fmt: skip
         assert package in copied, package
 
 
 def test_components_image_matches_the_cluster_profile() -> None:
     path = IMAGES["components"]
-    assert values(path, "WORKDIR") == ["/opt/aiinfra"]
+    assert values(path, "WORKDIR") == ["/opt/aiinfra"] == [str(CLUSTER.project.root)]
     assert "feature_repo ./feature_repo" in values(path, "COPY")
-    assert CLUSTER.features.repo_path == Path("/opt/aiinfra/feature_repo")
+    assert CLUSTER.repo_path == Path("/opt/aiinfra/feature_repo")
+    # The generator entry point imports from the project root, where `examples` is copied.
+    assert CLUSTER.project.generator is not None
+    package = CLUSTER.project.generator.entry_point.split(".")[0]
+    assert package == "examples" and f"{package} ./{package}" in values(path, "COPY")
     env = " ".join(values(path, "ENV"))
     assert f"AIINFRA_HOME={CLUSTER.home}" in env
     assert f"chown {k8s.RUN_AS_USER}:{k8s.RUN_AS_USER} {CLUSTER.home}" in " ".join(
@@ -99,10 +107,32 @@ def test_components_image_matches_the_cluster_profile() -> None:
 
 def test_serving_image_matches_the_manifests() -> None:
     path = IMAGES["serving"]
+    assert values(path, "WORKDIR") == [str(CLUSTER.project.root)]
+    assert "feature_repo ./feature_repo" in values(path, "COPY")
     assert values(path, "EXPOSE") == [str(k8s.CONTAINER_PORT)]
     cmd = values(path, "CMD")[0]
     assert '"serving.service:ModelService"' in cmd and f'"{k8s.CONTAINER_PORT}"' in cmd
     assert "/aiinfra-serving:" in CLUSTER.kfp.serving_image
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_the_build_time_import_check_needs_no_project_data(name: str, tmp_path: Path) -> None:
+    """Each image checks its install by importing its code at build time, when no label table
+    or feature data exists yet (they live under the home volume): the check must pass in an
+    empty home, run from the project root as the image's WORKDIR is."""
+    (run,) = [r for r in values(IMAGES[name], "RUN") if "pip install --no-deps ." in r]
+    found = re.search(r'python -c "([^"]+)"', run)
+    assert found, run
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIINFRA_")}
+    done = subprocess.run(
+        [sys.executable, "-c", found.group(1)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**env, "AIINFRA_HOME": str(tmp_path)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_dockerignore_keeps_state_and_environments_out() -> None:
@@ -116,6 +146,7 @@ def test_dockerignore_keeps_state_and_environments_out() -> None:
 def _third_party_imports() -> set[str]:
     names: set[str] = set()
     roots = ["src/aiinfra", "aiinfra_cli", "components", "pipelines", "serving"]
+    roots += ["examples/loan_default", "feature_repo"]  # the example the cluster profile runs
     for root in roots:
         for file in (PROJECT_ROOT / root).rglob("*.py"):
             for node in ast.walk(ast.parse(file.read_text())):
@@ -123,7 +154,7 @@ def _third_party_imports() -> set[str]:
                     names.update(a.name.split(".")[0] for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     names.add(node.module.split(".")[0])
-    local = {"aiinfra", "aiinfra_cli", "components", "pipelines", "serving"}
+    local = {"aiinfra", "aiinfra_cli", "components", "pipelines", "serving", "examples"}
     return {n for n in names - local if n not in sys.stdlib_module_names}
 
 

@@ -174,7 +174,9 @@ def test_cli_writes_the_manifests(tmp_path: Path) -> None:
     assert template["spec"]["containers"][0]["image"] == "x:1"
     assert template["metadata"]["annotations"][k8s.MODEL_VERSION_ANNOTATION] == "5"
     config = config_from_json(docs["ConfigMap"]["data"]["AIINFRA_CONFIG_JSON"])
-    assert config.home == tmp_path and config.data.n_loans == 1500
+    assert config.home == tmp_path and config.project.name == "loan-default"
+    assert config.project.generator is not None
+    assert config.project.generator.settings["n_loans"] == 1500
 
 
 def test_library_module_does_not_import_kfp() -> None:

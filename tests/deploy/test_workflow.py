@@ -36,7 +36,10 @@ def test_triggers_schedule_dispatch_and_changes_to_what_the_model_learns_from() 
     assert on["schedule"][0]["cron"]
     assert on["workflow_dispatch"]["inputs"]["if_drifted"]["type"] == "boolean"
     paths = on["push"]["paths"]
-    for watched in ("feature_repo/**", "src/aiinfra/schema.py", "configs/**"):
+    # The project definition (schema, config), its Feast repo, its generator, its profiles.
+    for watched in (
+        "feature_repo/**", "examples/loan_default/**", "src/aiinfra/project/**", "configs/**"
+    ):  # fmt: skip
         assert watched in paths
     for path in paths:  # each pattern names something that exists
         assert list(PROJECT_ROOT.glob(path.replace("/**", ""))), path

@@ -16,7 +16,7 @@ import yaml
 from kfp import compiler
 
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
-from pipelines.training import PIPELINE_NAME, build_pipeline
+from pipelines.training import build_pipeline, pipeline_name
 from tests.conftest import SMOKE
 from tests.pipelines.test_compile import STEPS
 
@@ -90,7 +90,7 @@ def test_every_step_runs_on_the_configured_image(cluster) -> None:  # type: igno
     assert {name.removeprefix("exec-") for name in executors} == STEPS
     assert {e["container"]["image"] for e in executors.values()} == {config.kfp.image}
     assert config.kfp.image.startswith("ghcr.io/ai-infrastructure/aiinfra-components:")
-    assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
+    assert spec["pipelineInfo"]["name"] == pipeline_name(config) == "loan-default-training"
 
 
 def test_training_asks_for_a_gpu_and_nothing_else_does(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +167,15 @@ def test_the_profile_is_the_default_parameter_and_holds_no_secret(cluster) -> No
     assert default == config.to_json()
     loaded = config_from_json(default)
     assert loaded.profile == "cluster" and loaded.features.online_store["type"] == "redis"
-    assert loaded.features.repo_path == Path("/opt/aiinfra/feature_repo")
+    # The project travels whole: where it lives in the image, its data, its model.
+    assert loaded.project.root == Path("/opt/aiinfra")
+    assert loaded.repo_path == Path("/opt/aiinfra/feature_repo")
+    assert loaded.project.name == "loan-default" and loaded.project.task == "binary"
+    assert loaded.features.feature_service == "loan_default_v1"
+    assert loaded.project.generator is not None
+    assert loaded.project.generator.entry_point == "examples.loan_default.data:write"
+    assert loaded.model == config.model and loaded.model.entry_point == "builtin:mlp"
+    assert loaded.gate == config.gate
     assert loaded.mlflow.tracking_uri.startswith("http://mlflow.aiinfra.svc")
     # Passwords stay references, expanded from the task's environment (the Secret).
     assert "password=${AIINFRA_REDIS_PASSWORD}" in default

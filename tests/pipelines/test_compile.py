@@ -8,9 +8,10 @@ import yaml
 from kfp import compiler, components
 
 from aiinfra.project.config import load_config
-from pipelines.training import PIPELINE_NAME, build_pipeline
+from pipelines.training import build_pipeline, pipeline_name
 from tests.conftest import SMOKE, run_cli
 
+NAME = "loan-default-training"  # <project.name>-training of the smoke profile
 STEPS = {
     "build-training-set",
     "validate-data",
@@ -30,7 +31,7 @@ def _compile(tmp_path: Path, image: str = "registry.example/aiinfra-components:1
 
 def test_every_step_runs_on_the_configured_image(tmp_path: Path) -> None:
     spec = _compile(tmp_path)
-    assert spec["pipelineInfo"]["name"] == PIPELINE_NAME
+    assert spec["pipelineInfo"]["name"] == NAME == pipeline_name(load_config(SMOKE))
     executors = spec["deploymentSpec"]["executors"]
     assert {e.removeprefix("exec-") for e in executors} == STEPS
     assert {e["container"]["image"] for e in executors.values()} == {
@@ -71,19 +72,20 @@ def test_config_is_the_default_parameter_and_loads_back(tmp_path: Path) -> None:
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert '"n_loans":1500' in params["config_json"]["defaultValue"]
     component = components.load_component_from_file(str(tmp_path / "pipeline.yaml"))
-    assert component.name == PIPELINE_NAME
+    assert component.name == NAME
 
 
 def test_cli_compile_writes_yaml(tmp_path: Path) -> None:
     out = tmp_path / "cli.yaml"
     done = run_cli(tmp_path, "compile", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == PIPELINE_NAME
+    assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == NAME
 
 
 def test_library_does_not_import_kfp() -> None:
     code = (
-        "import sys, aiinfra.steps, aiinfra.runtime.serving, aiinfra.release.registry, aiinfra.ops.local_servers;"
+        "import sys, aiinfra.steps, aiinfra.runtime.api, aiinfra.runtime.champion,"
+        " aiinfra.runtime.prediction_log, aiinfra.release.registry, aiinfra.ops.local_servers;"
         "bad = [m for m in ('kfp', 'components', 'pipelines', 'aiinfra_cli') if m in sys.modules];"
         "sys.exit(f'library imported {bad}' if bad else 0)"
     )

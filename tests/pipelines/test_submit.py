@@ -18,7 +18,7 @@ import yaml
 
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
 from pipelines import submit
-from pipelines.training import PIPELINE_NAME
+from pipelines.training import pipeline_name
 
 CLUSTER = PROJECT_ROOT / "configs" / "cluster.yaml"
 
@@ -104,7 +104,8 @@ def test_first_submit_uploads_the_pipeline_and_starts_a_run(cluster: PlatformCon
         "create_experiment",
         "run_pipeline",
     ]
-    assert fake.call("upload_pipeline")["pipeline_name"] == PIPELINE_NAME
+    assert fake.call("upload_pipeline")["pipeline_name"] == pipeline_name(cluster)
+    assert pipeline_name(cluster) == "loan-default-training"
     assert fake.call("create_experiment") == {"name": "loan-default", "namespace": "aiinfra"}
     run = fake.call("run_pipeline")
     assert run["experiment_id"] == "exp-1"
@@ -132,7 +133,7 @@ def test_later_submits_add_a_version_named_after_the_commit(cluster: PlatformCon
 
 
 def test_schedule_replaces_the_recurring_run(cluster: PlatformConfig) -> None:
-    fake = FakeClient(known=True, schedules=(f"{PIPELINE_NAME}-scheduled", "someone-else"))
+    fake = FakeClient(known=True, schedules=(f"{pipeline_name(cluster)}-scheduled", "someone-else"))
     done = submit.schedule(cluster, "abc123", client=fake)
     assert fake.call("delete_recurring_run") == {"recurring_run_id": "rec-0"}
     assert fake.names().count("delete_recurring_run") == 1  # only ours

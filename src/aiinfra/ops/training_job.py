@@ -5,7 +5,8 @@ Worker pods and gives each the torchrun rendezvous as ``PET_*`` variables (``PET
 ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR``, ``PET_MASTER_PORT``), which
 torchrun reads. Every pod runs ``torchrun -m aiinfra.training.launcher`` on the training set
 from a shared volume (a ReadWriteMany PVC); rank 0 writes the model, the summary and the
-checkpoints there. A pod that dies is restarted (``OnFailure``) and the job resumes from the last checkpoint.
+checkpoints there. A pod that dies is restarted (``OnFailure``) and the job resumes from the
+last checkpoint.
 
 ``training_job_manifests`` returns plain dicts (a ConfigMap with the platform config and the
 PyTorchJob); ``aiinfra.ops.k8s.to_yaml`` writes them for ``kubectl apply -f``.

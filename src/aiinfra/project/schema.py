@@ -107,6 +107,11 @@ class Schema:
                 return f
         raise KeyError(f"unknown feature {name!r}; declared: {', '.join(self.feature_names)}")
 
+    def serving_contract(self) -> tuple[Any, ...]:
+        """What a service's request and response types are built from: a model whose contract
+        differs cannot be served by a running service without a restart."""
+        return (self.task, self.classes, self.entities, self.request_features)
+
     def with_features(self, features: tuple[Feature, ...]) -> Schema:
         return replace(self, features=features)
 

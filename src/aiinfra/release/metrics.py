@@ -53,7 +53,11 @@ def score_predictions(
     index = {c: i for i, c in enumerate(classes)}
     codes = np.asarray([index[v] for v in y.tolist()])
     chosen = predicted.argmax(axis=1)
-    loss = float(skm.log_loss(codes, np.clip(predicted, _EPS, 1), labels=list(range(len(classes)))))
+    # Rows sum to 1 only up to float32 rounding (and clipping): sklearn warns on that since 1.5
+    # and no longer renormalizes, so do it here.
+    clipped = np.clip(predicted.astype("float64"), _EPS, 1)
+    probabilities = clipped / clipped.sum(axis=1, keepdims=True)
+    loss = float(skm.log_loss(codes, probabilities, labels=list(range(len(classes)))))
     return {
         "accuracy": float(skm.accuracy_score(codes, chosen)),
         "f1": float(skm.f1_score(codes, chosen, average="macro", zero_division=0)),

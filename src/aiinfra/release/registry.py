@@ -23,6 +23,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from aiinfra.project.schema import Schema
 from aiinfra.release.pyfunc import ARTIFACT_KEY
 from aiinfra.training.model import TabularModel
 
@@ -73,7 +74,10 @@ def log_and_register(
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        series = [Metric(k, v, now, 0) for k, v in metrics.items() if v == v]  # drop NaN
+        # A metric that has a per-epoch series is logged only as that series (a step-0 scalar
+        # of the same name would be read as a first epoch); NaN is dropped.
+        per_epoch = {k for row in history or [] for k in row}
+        series = [Metric(k, v, now, 0) for k, v in metrics.items() if v == v and k not in per_epoch]
         for row in history or []:
             step = int(row["epoch"])
             series += [Metric(k, v, now, step) for k, v in row.items() if k != "epoch" and v == v]
@@ -153,10 +157,22 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
 
 
 REFERENCE_PROFILE = "reference/profile.json"
+REFERENCE_SCHEMA = "reference/schema.json"
 
 
 def champion_reference(tracking_uri: str, name: str) -> tuple[str, dict[str, Any]] | None:
     """The champion's version and the profile of the data it was trained on, if any."""
+    found = _champion_artifact(tracking_uri, name, REFERENCE_PROFILE)
+    return None if found is None else (found[0], json.loads(found[1]))
+
+
+def champion_schema(tracking_uri: str, name: str) -> Schema | None:
+    """The schema the champion was trained with (recorded with every version), if any."""
+    found = _champion_artifact(tracking_uri, name, REFERENCE_SCHEMA)
+    return None if found is None else Schema.from_dict(json.loads(found[1]))
+
+
+def _champion_artifact(tracking_uri: str, name: str, path: str) -> tuple[str, str] | None:
     c = client(tracking_uri)
     version = _alias(c, name, CHAMPION)
     if version is None:
@@ -165,14 +181,11 @@ def champion_reference(tracking_uri: str, name: str) -> tuple[str, dict[str, Any
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=REFERENCE_PROFILE,
-                dst_path=tmp,
-                tracking_uri=tracking_uri,
+                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
             )
-        except Exception:  # a version registered before profiles existed: no reference
+        except Exception:  # a version registered before this artifact existed
             return None
-        return version, json.loads(Path(local).read_text())
+        return version, Path(local).read_text()
 
 
 def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:

@@ -105,6 +105,22 @@ def answers(schema: Schema, classes: list[Any], predicted: np.ndarray) -> list[d
     return [{"value": float(v)} for v in predicted]
 
 
+def serving_schema(config: PlatformConfig) -> Schema:
+    """The schema a service builds its types from: the project's, or where its label table is
+    not at hand (a serving pod), the one recorded with the current @champion."""
+    from aiinfra.project.definition import ProjectError, load_project
+    from aiinfra.release import registry
+
+    try:
+        return load_project(config).schema
+    except ProjectError as exc:
+        recorded = registry.champion_schema(config.mlflow.tracking_uri, config.model_name)
+        if recorded is None:
+            raise ProjectError(f"{exc}; and no @champion with a recorded schema to serve") from exc
+        log.info("serving the schema recorded with @champion (%s)", exc)
+        return recorded
+
+
 class UnknownEntities(ValueError):
     """Some rows name entities the online store has no features for."""
 

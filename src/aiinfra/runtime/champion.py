@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from aiinfra.project.config import PlatformConfig
+from aiinfra.project.schema import Schema
 from aiinfra.release import registry
 from aiinfra.training.model import TabularModel
 
@@ -55,8 +56,11 @@ class Served:
 class ChampionSlot:
     """The model being served, swapped atomically when @champion moves."""
 
-    def __init__(self, config: PlatformConfig) -> None:
+    def __init__(self, config: PlatformConfig, schema: Schema | None = None) -> None:
+        """``schema``: what the running service's types were built from; a champion trained
+        on another contract is not served (None: any)."""
         self.config = config
+        self.schema = schema
         self._served: Served | None = None
         self._refreshing = threading.Lock()  # one load at a time (poller and webhook)
         self._stop = threading.Event()
@@ -83,6 +87,7 @@ class ChampionSlot:
                         uri, name, version, Path(tmp), self.config.project.root
                     )
                 check_model(candidate)
+                self._check_contract(candidate)
             except Exception as exc:  # keep serving the old model, whatever broke
                 self._reject(version, exc)
                 return False
@@ -90,6 +95,15 @@ class ChampionSlot:
             self.last_error = None
         log.info("now serving %s version %s", name, version)
         return True
+
+    def _check_contract(self, candidate: TabularModel) -> None:
+        if self.schema is None:
+            return
+        if candidate.schema.serving_contract() != self.schema.serving_contract():
+            raise ValueError(
+                "its task, classes, entity keys or request features differ from those this "
+                "service was started with (restart the service to serve it)"
+            )
 
     def _reject(self, version: str, exc: Exception) -> None:
         self._rejected.add(version)
