@@ -18,9 +18,9 @@ import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
-from aiinfra.data import feature_repo
-from aiinfra.data.feature_repo import FeatureRepo
+from aiinfra.project import feature_repo
 from aiinfra.project.config import PlatformConfig
+from aiinfra.project.feature_repo import FeatureRepo
 from aiinfra.project.schema import Schema
 
 

@@ -3,14 +3,13 @@ reference data's statistics, plus distribution drift against that reference."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from aiinfra.data import drift
-from aiinfra.data.drift import FeatureDrift
+from aiinfra.data.validation_report import CheckResult, ValidationReport
 from aiinfra.project.config import ValidationConfig
 from aiinfra.project.schema import Feature, Schema
 
@@ -25,74 +24,6 @@ class DataValidationError(RuntimeError):
     def __init__(self, report: ValidationReport) -> None:
         self.report = report
         super().__init__(report.summary())
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    expectation: str
-    column: str | None
-    success: bool
-    detail: str
-    samples: list[Any] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.expectation}({self.column})" if self.column else self.expectation
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    checks: list[CheckResult]
-    n_rows: int
-    drift: list[FeatureDrift] = field(default_factory=list)
-    drift_mode: str = "off"
-    reference_rows: int | None = None  # None: no reference (no champion yet)
-    ignored_columns: tuple[str, ...] = ()  # label-table columns the project does not declare
-
-    @property
-    def drifted(self) -> list[FeatureDrift]:
-        return [d for d in self.drift if d.drifted]
-
-    @property
-    def failed(self) -> list[CheckResult]:
-        failed = [c for c in self.checks if not c.success]
-        if self.drift_mode == "fail":
-            failed += [_drift_check(d) for d in self.drifted]
-        return failed
-
-    @property
-    def success(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        """One line for the log: the verdict, the counts, and every failure named."""
-        total = len(self.checks) + (len(self.drift) if self.drift_mode == "fail" else 0)
-        verdict = "passed" if self.success else "FAILED"
-        head = (
-            f"validation {verdict}: {total - len(self.failed)}/{total} checks on {self.n_rows} rows"
-        )
-        if self.drift_mode == "warn" and self.drifted:
-            head += "; drift (warning only): " + ", ".join(d.feature for d in self.drifted)
-        if self.success:
-            return head
-        return head + "; failed: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
-
-    def markdown(self) -> str:
-        from aiinfra.data.validation_report import render_markdown
-
-        text: str = render_markdown(self)
-        return text
-
-    def html(self) -> str:
-        from aiinfra.data.validation_report import render_html
-
-        page: str = render_html(self)
-        return page
-
-
-def _drift_check(d: FeatureDrift) -> CheckResult:
-    detail = f"PSI {d.psi:.3f}, {d.test.split('+')[1]} {d.statistic:.3f}; {d.detail}"
-    return CheckResult("distribution_drift", d.feature, False, detail)
 
 
 def build_suite(

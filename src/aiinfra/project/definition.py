@@ -79,7 +79,7 @@ def metric_for(config: PlatformConfig) -> str:
 def load_project(config: PlatformConfig, labels: pd.DataFrame | None = None) -> Project:
     """Read the label table and the Feast repo; build the schema; raise ProjectError on any
     problem. (Feast is imported here: callers that only need config stay light.)"""
-    from aiinfra.data import feature_repo
+    from aiinfra.project import feature_repo
 
     path = config.labels_path
     frame = (
