@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from aiinfra.data import feature_store
-from aiinfra.data.feature_repo import FeatureRepo
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 from aiinfra.project.definition import load_project, read_label_table
+from aiinfra.project.feature_repo import FeatureRepo
 from aiinfra.project.schema import Schema
 from benchmarks.pandas_checks import pandas_checks
 

@@ -17,9 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
+from aiinfra.data.training_set import write_training_set
+from aiinfra.project.config import ModelConfig, PlatformConfig, TrainingConfig, load_config
+from aiinfra.project.schema import Schema
 from aiinfra.training import checkpoint, train
-from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.training.model import LoanModel
+from aiinfra.training.model import TabularModel
 from tests.conftest import SMOKE
 
 
@@ -89,12 +91,12 @@ def test_rng_states_round_trip(tmp_path: Path) -> None:
 
 
 def test_killed_run_resumes_and_ends_bit_identical(
-    training_frame: pd.DataFrame, tmp_path: Path
+    training_frame: pd.DataFrame, schema: Schema, tmp_path: Path
 ) -> None:
     epochs, every = 150, 5
     config = smoke(tmp_path, epochs=epochs, checkpoint_every_epochs=every, progress="off")
     training_set, config_file = tmp_path / "training_set.parquet", tmp_path / "config.json"
-    training_frame.to_parquet(training_set)
+    write_training_set(training_frame, schema, training_set)
     config_file.write_text(config.to_json())
     checkpoints, model_dir, summary = tmp_path / "ckpt", tmp_path / "model", tmp_path / "sum.json"
     command = [sys.executable, "-m", "aiinfra.training.launcher", "--config-json", str(config_file),
@@ -120,9 +122,9 @@ def test_killed_run_resumes_and_ends_bit_identical(
     assert resumed["epochs_run"] == epochs
 
     # The same run, never interrupted (in this process, without checkpoints).
-    train_part, _ = train.split_by_time(training_frame, config.training.eval_fraction)
-    reference = train.train(train_part, config.training)
-    got = LoanModel.load(model_dir).network.state_dict()
+    train_part, _ = train.split_by_time(training_frame, config.training.eval_fraction, schema)
+    reference = train.train(train_part, schema, config.training, config.model)
+    got = TabularModel.load(model_dir).network.state_dict()
     want = reference.model.network.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
     losses = [(r["train_loss"], r["val_loss"], r["lr"]) for r in reference.history]
@@ -131,10 +133,15 @@ def test_killed_run_resumes_and_ends_bit_identical(
 
 @pytest.mark.parametrize(("every", "kept"), [(0, None), (3, [3, 6])])
 def test_checkpoint_interval(
-    training_frame: pd.DataFrame, tmp_path: Path, every: int, kept: list[int] | None
+    training_frame: pd.DataFrame,
+    schema: Schema,
+    tmp_path: Path,
+    every: int,
+    kept: list[int] | None,
 ) -> None:
-    config = TrainingConfig(hidden_sizes=[8], epochs=7, device="cpu", checkpoint_every_epochs=every)
-    train.train(training_frame, config, checkpoint_dir=tmp_path)
+    config = TrainingConfig(epochs=7, device="cpu", checkpoint_every_epochs=every)
+    model = ModelConfig(settings={"hidden_sizes": [8]})
+    train.train(training_frame, schema, config, model, checkpoint_dir=tmp_path)
     runs = list(tmp_path.iterdir())
     if kept is None:
         assert runs == []  # 0: no checkpoints at all

@@ -3,14 +3,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from aiinfra.project.config import config_from_json, load_config
-from tests.conftest import SMOKE
+from aiinfra.project.config import PROJECT_ROOT, config_from_json, load_config
+from tests.conftest import SMOKE, demo_settings
 
 
 def test_smoke_profile_loads_with_overrides(tmp_path: Path) -> None:
     config = load_config(SMOKE, home=tmp_path)
     assert config.training.device == "cpu"
-    assert config.data.n_loans == 1500
+    assert demo_settings().n_loans == 1500  # the loan generator's settings of the profile
     assert config.data_dir == tmp_path / "data"
 
 
@@ -39,3 +39,27 @@ def test_json_round_trip_ignores_environment(
     config = load_config(SMOKE, home=tmp_path)
     monkeypatch.setenv("AIINFRA_TRAINING__EPOCHS", "99")
     assert config_from_json(config.to_json()) == config
+
+
+def test_project_paths_and_names_are_derived_from_the_project(tmp_path: Path) -> None:
+    config = load_config(SMOKE, home=tmp_path)
+    assert config.project.root == PROJECT_ROOT  # "root: .." starts at configs/
+    assert config.labels_path == tmp_path / "data" / "loans.parquet"  # {home} filled in
+    assert config.repo_path == PROJECT_ROOT / "feature_repo"
+    assert config.model_name == config.experiment == config.project.name == "loan-default"
+    assert config.kfp.experiment == "loan-default"
+
+
+def test_a_relative_project_root_starts_at_the_profile_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "team-project"
+    folder.mkdir()
+    profile = folder / "profile.yaml"
+    profile.write_text(
+        "project:\n  name: churn\n  labels: {path: labels.csv, entities: [id], label: y}\n"
+        "features: {feature_service: churn_v1}\nmlflow: {model_name: churn-model}\n"
+    )
+    config = load_config(profile, home=tmp_path / "home")
+    assert config.project.root == folder
+    assert config.labels_path == folder / "labels.csv"
+    assert config.repo_path == folder / "feature_repo"
+    assert (config.model_name, config.experiment) == ("churn-model", "churn")

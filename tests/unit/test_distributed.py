@@ -17,19 +17,25 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra.training import distributed, launcher
 from aiinfra import steps
+from aiinfra.data.training_set import write_training_set
+from aiinfra.project.config import ModelConfig, PlatformConfig, TrainingConfig, load_config
+from aiinfra.project.schema import Schema
+from aiinfra.training import distributed, launcher
 from aiinfra.training.checkpoint import CheckpointStore
-from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.training.model import LoanModel
+from aiinfra.training.job import train_to_directory
+from aiinfra.training.model import TabularModel
 from tests.conftest import SMOKE
 
 
-def smoke(home: Path, **training: Any) -> PlatformConfig:
-    """The smoke profile with some training settings changed (an override passed to
-    load_config would replace its whole training section)."""
+def smoke(home: Path, dropout: float | None = None, **training: Any) -> PlatformConfig:
+    """The smoke profile with some training settings (and the MLP's dropout) changed (an
+    override passed to load_config would replace its whole training section)."""
     config = load_config(SMOKE, home=home)
     config.training = TrainingConfig.model_validate({**config.training.model_dump(), **training})
+    if dropout is not None:
+        settings = {**config.model.settings, "dropout": dropout}
+        config.model = ModelConfig(entry_point=config.model.entry_point, settings=settings)
     return config
 
 
@@ -50,25 +56,27 @@ def test_shards_cover_every_row_once(world: int) -> None:
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return LoanModel.load(model_dir).network.state_dict()
+    return TabularModel.load(model_dir).network.state_dict()
 
 
-def test_two_processes_match_one_and_resume(training_frame: pd.DataFrame, tmp_path: Path) -> None:
-    training = {"dropout": 0.0, "epochs": 6, "checkpoint_every_epochs": 2, "progress": "off"}
-    config = smoke(tmp_path, **training, nproc_per_node=2)  # smoke: device cpu, so gloo
+def test_two_processes_match_one_and_resume(
+    training_frame: pd.DataFrame, schema: Schema, tmp_path: Path
+) -> None:
+    training: dict[str, Any] = {"epochs": 6, "checkpoint_every_epochs": 2, "progress": "off"}
+    config = smoke(tmp_path, 0.0, **training, nproc_per_node=2)  # smoke: device cpu, so gloo
     training_set = tmp_path / "training_set.parquet"
-    training_frame.to_parquet(training_set)
+    write_training_set(training_frame, schema, training_set)
 
     # The train step runs torchrun itself when nproc_per_node > 1.
     ddp = steps.train_model(config, training_set, tmp_path / "ddp")
-    single_config = smoke(tmp_path, **training)
-    single = launcher.train_to_dir(single_config, training_set, tmp_path / "single")
+    single_config = smoke(tmp_path, 0.0, **training)
+    single = train_to_directory(single_config, training_set, tmp_path / "single")
 
-    assert (ddp["world_size"], single["world_size"]) == (2, 1)
-    assert ddp["devices"] == 2 and ddp["samples_per_second"] > 0
+    assert (ddp.world_size, single.world_size) == (2, 1)
+    assert ddp.usage["devices"] == 2 and ddp.samples_per_second > 0
     a, b = _weights(tmp_path / "ddp"), _weights(tmp_path / "single")
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=WEIGHT_ATOL) for k in a)
-    for got, want in zip(ddp["history"], single["history"], strict=True):
+    for got, want in zip(ddp.history, single.history, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=LOSS_RTOL)
         assert got["val_loss"] == pytest.approx(want["val_loss"], rel=LOSS_RTOL)
 
@@ -85,7 +93,7 @@ def test_two_processes_match_one_and_resume(training_frame: pd.DataFrame, tmp_pa
         2,
         checkpoint_dir=tmp_path / "ddp-checkpoints",
     )
-    assert resumed["resumed_from_epoch"] == 4
+    assert resumed.resumed_from_epoch == 4
     c = _weights(tmp_path / "ddp-resumed")
     assert all(torch.equal(a[k], c[k]) for k in a)
-    assert [r["val_loss"] for r in resumed["history"]] == [r["val_loss"] for r in ddp["history"]]
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in ddp.history]

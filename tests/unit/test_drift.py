@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from aiinfra.project.config import DriftConfig
 from aiinfra.data.drift import build_profile, compare, psi
+from aiinfra.project.config import DriftConfig
+from aiinfra.project.schema import Schema
 
 CONFIG = DriftConfig()
 
@@ -15,15 +16,17 @@ def test_psi_is_zero_for_identical_shares_and_grows_with_shift() -> None:
     )
 
 
-def test_same_distribution_does_not_drift(training_frame: pd.DataFrame) -> None:
+def test_same_distribution_does_not_drift(training_frame: pd.DataFrame, schema: Schema) -> None:
     half_a = training_frame.iloc[::2]
     half_b = training_frame.iloc[1::2]
-    results = compare(build_profile(half_a), half_b, CONFIG)
+    results = compare(build_profile(half_a, schema), half_b, CONFIG)
     assert results and not [r.feature for r in results if r.drifted]
 
 
-def test_a_new_category_and_a_moved_mean_are_caught(training_frame: pd.DataFrame) -> None:
-    profile = build_profile(training_frame)
+def test_a_new_category_and_a_moved_mean_are_caught(
+    training_frame: pd.DataFrame, schema: Schema
+) -> None:
+    profile = build_profile(training_frame, schema)
     moved = training_frame.assign(purpose="car", annual_income=training_frame["annual_income"] * 3)
     drifted = {r.feature: r for r in compare(profile, moved, CONFIG) if r.drifted}
     assert set(drifted) == {"purpose", "annual_income"}
@@ -31,8 +34,11 @@ def test_a_new_category_and_a_moved_mean_are_caught(training_frame: pd.DataFrame
     assert "mean" in drifted["annual_income"].detail
 
 
-def test_profile_is_json_serializable(training_frame: pd.DataFrame) -> None:
+def test_profile_is_json_serializable(training_frame: pd.DataFrame, schema: Schema) -> None:
     import json
 
-    profile = build_profile(training_frame)
-    assert json.loads(json.dumps(profile))["rows"] == len(training_frame)
+    profile = build_profile(training_frame, schema)
+    loaded = json.loads(json.dumps(profile))
+    assert loaded["rows"] == len(training_frame)
+    assert set(loaded["features"]) == set(schema.feature_names)
+    assert list(loaded["label"]) == [schema.label]  # profiled apart from the features

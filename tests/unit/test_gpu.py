@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
+from aiinfra.project.config import PROJECT_ROOT, ModelConfig, TrainingConfig
+from aiinfra.project.schema import Schema
 from aiinfra.training import train
-from aiinfra.project.config import PROJECT_ROOT, TrainingConfig
 
 
 def test_gpu_benchmark_runs_as_a_dry_run(tmp_path: Path) -> None:
@@ -37,9 +38,12 @@ def test_gpu_benchmark_runs_as_a_dry_run(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_run_uses_bf16_compile_and_reports_the_gpu(training_frame: pd.DataFrame) -> None:
-    config = TrainingConfig(hidden_sizes=[32, 16], epochs=3, device="cuda", compile=True)
-    result = train.train(training_frame, config)
+def test_cuda_run_uses_bf16_compile_and_reports_the_gpu(
+    training_frame: pd.DataFrame, schema: Schema
+) -> None:
+    config = TrainingConfig(epochs=3, device="cuda", compile=True)
+    model = ModelConfig(settings={"hidden_sizes": [32, 16]})
+    result = train.train(training_frame, schema, config, model)
     assert result.device.startswith("cuda") and result.precision == "bf16"
     assert result.usage["device_name"] == torch.cuda.get_device_name(0)
     assert result.usage["peak_memory_mb"] > 0

@@ -59,7 +59,8 @@ def test_cluster_profile_uses_shared_stores_inside_the_images(
     monkeypatch.setenv("AIINFRA_REDIS_PASSWORD", "x")
     cluster = load_config(CONFIGS / "cluster.yaml", home=tmp_path)  # home: not /var/lib here
     assert load_config(CONFIGS / "cluster.yaml").home == Path("/var/lib/aiinfra")
-    assert cluster.features.repo_path == Path("/opt/aiinfra/feature_repo")  # in the image
+    assert cluster.project.root == Path("/opt/aiinfra")  # the project inside the image
+    assert cluster.repo_path == Path("/opt/aiinfra/feature_repo")
     checkout = PROJECT_ROOT / "feature_repo"
     here = cluster.model_copy(
         update={"features": cluster.features.model_copy(update={"repo_path": checkout})}

@@ -246,7 +246,7 @@ def test_the_project_loads_and_passes_check_project(shop: Scaffold) -> None:
 
 
 def test_definitions_are_plain_feast_in_order(shop: Scaffold) -> None:
-    from aiinfra.data import feature_repo
+    from aiinfra.project import feature_repo
 
     repo_dir = shop.directory / "feature_repo"
     text = (repo_dir / "definitions.py").read_text()

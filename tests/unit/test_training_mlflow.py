@@ -4,7 +4,6 @@ trial, whose best settings the train step then uses."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,14 +11,20 @@ import pytest
 from mlflow import MlflowClient
 
 from aiinfra import steps
+from aiinfra.data.training_set import write_training_set
 from aiinfra.project.config import PlatformConfig, TrainingConfig, load_config
-from aiinfra.training.model import LoanModel
+from aiinfra.project.schema import Schema
+from aiinfra.training.job import TrainingSummary
+from aiinfra.training.model import TabularModel
 from tests.conftest import SMOKE
 
 
 @pytest.fixture
 def local_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, training_frame: pd.DataFrame
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    training_frame: pd.DataFrame,
+    schema: Schema,
 ) -> tuple[PlatformConfig, Path]:
     """A sqlite tracking store in tmp_path (artifacts land in the working directory: there too)."""
     monkeypatch.chdir(tmp_path)
@@ -31,7 +36,7 @@ def local_mlflow(
         {**config.training.model_dump(), "price_per_device_hour": 2.0, "search": search}
     )
     training_set = tmp_path / "training_set.parquet"
-    training_frame.to_parquet(training_set)
+    write_training_set(training_frame, schema, training_set)
     return config, training_set
 
 
@@ -42,7 +47,8 @@ def test_the_run_records_epochs_hardware_and_usage(
     model_dir = tmp_path / "model"
     summary = steps.train_model(config, training_set, model_dir)
     evaluation = steps.evaluate_model(config, training_set, model_dir)
-    through_json = json.loads(json.dumps(summary))  # as the pipeline passes it on
+    through_json = TrainingSummary.from_json(summary.to_json())  # as the pipeline passes it on
+    assert through_json == summary
     version = steps.register_model(
         config, training_set, model_dir, evaluation, through_json, {"pipeline_run": "t-1"}
     )
@@ -51,20 +57,21 @@ def test_the_run_records_epochs_hardware_and_usage(
     run = client.get_run(run_id)
     params, metrics = run.data.params, run.data.metrics
     assert params["device"] == "cpu" and params["precision"] == "fp32"
-    assert params["device_name"] == summary["device_name"] != ""
+    assert params["device_name"] == summary.usage["device_name"] != ""
     assert params["energy_source"] in {"rapl", "unavailable"}
     assert params["training.price_per_device_hour"] == "2.0"
     for key in ("samples_per_second", "wall_seconds", "train_seconds", "peak_memory_mb"):
         assert metrics[key] > 0, key
     # 1 device x wall hours x 2.0 per device-hour (wall_seconds is rounded to ms in the summary)
-    assert metrics["estimated_cost"] == pytest.approx(summary["wall_seconds"] / 1800, rel=0.02)
+    wall_seconds = summary.usage["wall_seconds"]
+    assert metrics["estimated_cost"] == pytest.approx(wall_seconds / 1800, rel=0.02)
     assert ("energy_joules" in metrics) == (params["energy_source"] != "unavailable")
     epochs = config.training.epochs
     for key in ("train_loss", "val_loss", "lr", "epoch_seconds"):
         series = client.get_metric_history(run_id, key)
         assert sorted(m.step for m in series) == list(range(epochs)), key
     last = max(client.get_metric_history(run_id, "val_loss"), key=lambda m: m.step)
-    assert last.value == pytest.approx(summary["val_loss"])
+    assert last.value == pytest.approx(summary.val_loss)
 
 
 def test_search_logs_child_runs_and_hands_the_best_to_training(
@@ -95,7 +102,8 @@ def test_search_logs_child_runs_and_hands_the_best_to_training(
     assert space.dropout[0] <= best["dropout"] <= space.dropout[1]
 
     summary = steps.train_model(config, training_set, tmp_path / "model", outcome)
-    assert summary["hyperparameters"] == best and summary["search_run_id"] == outcome["run_id"]
-    model = LoanModel.load(tmp_path / "model")
-    assert model.spec.hidden_sizes == best["hidden_sizes"]
-    assert model.spec.dropout == pytest.approx(best["dropout"])
+    assert summary.hyperparameters == best and summary.search_run_id == outcome["run_id"]
+    model = TabularModel.load(tmp_path / "model")
+    assert model.model.entry_point == "builtin:mlp"
+    assert model.model.settings["hidden_sizes"] == best["hidden_sizes"]
+    assert model.model.settings["dropout"] == pytest.approx(best["dropout"])
