@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aiinfra.project.config import PlatformConfig
-from aiinfra.project.definition import Project, load_project, read_label_table
+from aiinfra.project.definition import Project, load_project
 from aiinfra.project.schema import Schema
 
 SCHEMA_KEY = b"aiinfra.schema"
@@ -30,7 +30,7 @@ def build_training_set(config: PlatformConfig, project: Project | None = None) -
 
     project = project or load_project(config)
     schema = project.schema
-    labels = read_label_table(project.labels_path, schema.timestamp)
+    labels = project.labels.copy()
     labels[schema.timestamp] = pd.to_datetime(labels[schema.timestamp], utc=True)
     request = [f.name for f in schema.request_features]
     entity_df = labels[[*schema.key_columns, *request, schema.label]]

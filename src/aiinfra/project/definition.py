@@ -9,7 +9,7 @@ before any pipeline task runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Project:
     labels_path: Path
     label_rows: int
     ignored_columns: tuple[str, ...]  # label-table columns the project does not declare
+    labels: pd.DataFrame = field(repr=False, compare=False)  # the table as read and checked
 
 
 def read_label_table(path: Path, timestamp: str | None = None) -> pd.DataFrame:
@@ -93,7 +94,7 @@ def load_project(config: PlatformConfig, labels: pd.DataFrame | None = None) -> 
     schema = build_schema(config, frame, path, views, repo.entities)
     declared = set(schema.training_columns)
     ignored = tuple(c for c in frame.columns if c not in declared)
-    return Project(schema, path, len(frame), ignored)
+    return Project(schema, path, len(frame), ignored, frame)
 
 
 def build_schema(
@@ -201,8 +202,8 @@ def _stored_features(
                 f"joins on {', '.join(missing)}, which the label table's entities "
                 f"({', '.join(entities)}) do not include"
             )
-        for field in view.features:
-            features.append(_feature_from_field(view.name, field))
+        for feast_field in view.features:
+            features.append(_feature_from_field(view.name, feast_field))
     return tuple(features)
 
 
