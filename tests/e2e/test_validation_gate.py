@@ -5,6 +5,7 @@ before any task runs, naming the setting."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pandas as pd
@@ -107,20 +108,26 @@ def _versions(config: PlatformConfig) -> int:
     return len(c.search_model_versions(f"name='{config.model_name}'"))
 
 
+@contextlib.contextmanager
+def _tables(config: PlatformConfig, tables: Tables, clean: Tables) -> Iterator[None]:
+    """The platform's tables replaced by ``tables`` for the block, the clean ones after."""
+    for name, table in tables.items():
+        table.to_parquet(config.data_dir / f"{name}.parquet", index=False)
+    try:
+        yield
+    finally:
+        for name, table in clean.items():
+            table.to_parquet(config.data_dir / f"{name}.parquet", index=False)
+
+
 @pytest.mark.parametrize("case", list(CATALOGUE))
 def test_corrupted_data_stops_the_pipeline_at_validation(
     platform: PlatformConfig, clean: Tables, case: str
 ) -> None:
     corrupt, check = CATALOGUE[case]
     before, stopped = _versions(platform), _stopped_runs(platform)
-    for name, table in corrupt(clean).items():
-        table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
-    try:
-        with pytest.raises(PipelineFailed) as failure:
-            run_training(platform)
-    finally:
-        for name, table in clean.items():
-            table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    with _tables(platform, corrupt(clean), clean), pytest.raises(PipelineFailed) as failure:
+        run_training(platform)
     assert "run stopped at validate-data" in str(failure.value)
     assert check in str(failure.value), str(failure.value)
     assert _versions(platform) == before
@@ -148,14 +155,8 @@ def test_a_label_table_that_breaks_the_definition_stops_before_any_task(
     corrupt, message = DEFINITION_ERRORS[case]
     before = _versions(platform)
     runs_before = set(platform.pipeline_root.iterdir())
-    for name, table in corrupt(clean).items():
-        table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
-    try:
-        with pytest.raises(ProjectError) as failure:
-            run_training(platform)
-    finally:
-        for name, table in clean.items():
-            table.to_parquet(platform.data_dir / f"{name}.parquet", index=False)
+    with _tables(platform, corrupt(clean), clean), pytest.raises(ProjectError) as failure:
+        run_training(platform)
     assert message in str(failure.value), str(failure.value)
     assert _versions(platform) == before
     assert set(platform.pipeline_root.iterdir()) == runs_before  # no task ran
@@ -164,9 +165,6 @@ def test_a_label_table_that_breaks_the_definition_stops_before_any_task(
 def test_undeclared_columns_are_ignored_and_listed(platform: PlatformConfig, clean: Tables) -> None:
     from aiinfra.steps import check_project
 
-    extra = clean["loans"].assign(ssn="000-00-0000", branch="north")
-    extra.to_parquet(platform.data_dir / "loans.parquet", index=False)
-    try:
+    extra = {"loans": clean["loans"].assign(ssn="000-00-0000", branch="north")}
+    with _tables(platform, extra, clean):
         assert check_project(platform).ignored_columns == ("ssn", "branch")
-    finally:
-        clean["loans"].to_parquet(platform.data_dir / "loans.parquet", index=False)
