@@ -14,6 +14,7 @@ import httpx
 
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
+from aiinfra.project.definition import Project
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
 from pipelines.local import run_local
@@ -56,12 +57,15 @@ def ensure_mlflow(config: PlatformConfig) -> None:
         local_servers.start(local_servers.mlflow_service(config))
 
 
-def run_training(config: PlatformConfig, commit: str | None = None) -> TrainingOutcome:
+def run_training(
+    config: PlatformConfig, commit: str | None = None, checked: Project | None = None
+) -> TrainingOutcome:
     """Check the project (a bad definition stops here, before any task), then run the
-    pipeline on kfp.local."""
+    pipeline on kfp.local. ``checked``: the project as a caller already checked it."""
     from aiinfra.steps import check_project
 
-    check_project(config)
+    if checked is None:  # quickstart has checked it already
+        check_project(config)
     ensure_mlflow(config)
     uri, name = config.mlflow.tracking_uri, config.model_name
     before = registry.alias_version(uri, name, registry.CHAMPION)
@@ -182,7 +186,7 @@ def quickstart(config: PlatformConfig, echo: Callable[[str], Any] = print) -> di
     )
     apply_features(config)
     echo(f"features: applied {config.repo_path} and materialized the online store")
-    outcome = run_training(config)
+    outcome = run_training(config, checked=project)
     echo(f"pipeline: {outcome.describe()}")
     base_url = start_serving(config)
     champion = outcome.champion_after or outcome.version

@@ -35,7 +35,7 @@ def build_training_set(config: PlatformConfig, project: Project | None = None) -
     request = [f.name for f in schema.request_features]
     entity_df = labels[[*schema.key_columns, *request, schema.label]]
     store = feature_store.open_store(config)
-    feature_store.apply(store, feature_store.repo_objects(config))
+    feature_store.apply(store, project.repo or feature_store.repo_objects(config))
     joined = feature_store.historical_features(store, schema, entity_df)
     joined = joined[list(schema.training_columns)]
     ties = [schema.row_id] if schema.row_id else list(schema.entity_names)

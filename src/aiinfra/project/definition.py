@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import BaseModel
 
 from aiinfra.project.config import PlatformConfig, RequestFeature
 from aiinfra.project.schema import REQUEST, Feature, Key, Schema, Task
+
+if TYPE_CHECKING:  # Feast is imported only where a repo is read
+    from aiinfra.project.feature_repo import FeatureRepo
 
 # Metrics the gate may use per task (their direction lives in aiinfra.release.metrics).
 TASK_METRICS: dict[Task, tuple[str, ...]] = {
@@ -49,6 +52,7 @@ class Project:
     label_rows: int
     ignored_columns: tuple[str, ...]  # label-table columns the project does not declare
     labels: pd.DataFrame = field(repr=False, compare=False)  # the table as read and checked
+    repo: FeatureRepo | None = field(default=None, repr=False, compare=False)  # Feast objects
 
 
 def read_label_table(path: Path, timestamp: str | None = None) -> pd.DataFrame:
@@ -94,7 +98,7 @@ def load_project(config: PlatformConfig, labels: pd.DataFrame | None = None) -> 
     schema = build_schema(config, frame, path, views, repo.entities)
     declared = set(schema.training_columns)
     ignored = tuple(c for c in frame.columns if c not in declared)
-    return Project(schema, path, len(frame), ignored, frame)
+    return Project(schema, path, len(frame), ignored, frame, repo)
 
 
 def build_schema(
