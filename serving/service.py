@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import os
 
+# The service never sits in MLflow's default retries (7, with backoff: minutes) at start or
+# on a swap: it answers /livez at once and its poller tries again. Set before MLflow loads.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
 import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI, HTTPException, Request
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aiinfra.project.config import PlatformConfig, config_from_json, load_config
 from aiinfra.release import registry, webhooks
 from aiinfra.runtime.api import (
     MAX_BATCH_ROWS,
     OnlineFeatures,
+    StoreUnavailable,
     UnknownEntities,
     batch_type,
     predict,
@@ -31,6 +38,7 @@ from aiinfra.runtime.api import (
     serving_schema,
 )
 from aiinfra.runtime.champion import ChampionSlot
+from aiinfra.runtime.guards import RequestGuard
 from aiinfra.runtime.prediction_log import PredictionLog
 
 
@@ -62,17 +70,19 @@ class ModelService:
         self.webhook_secret = os.environ.get(webhooks.SECRET_ENV, "")
         self.features = OnlineFeatures(self.config, SCHEMA)
         self.log = PredictionLog(
-            self.config.prediction_log_dir, self.config.serving.log_sample_rate
+            self.config.prediction_log_dir,
+            self.config.serving.log_sample_rate,
+            self.config.serving.log_retention_days,
         )
         self.slot = ChampionSlot(self.config, SCHEMA)
-        try:
-            self.slot.refresh()
-        except Exception as exc:  # never crash the worker: BentoML would restart it forever
-            self.slot.last_error = f"registry unreachable at start: {exc}"
+        # The first load runs in the background: /livez answers while the registry is slow
+        # or down (a startup probe would kill the pod), /readyz once a champion is served.
+        self.slot.refresh_soon()
         self.slot.watch()
 
     def __is_ready__(self) -> bool:
-        return self.slot.served is not None
+        """A champion is served and the feature store answers (re-checked while it did not)."""
+        return self.slot.served is not None and (self.features.available or self.features.ping())
 
     @bentoml.api
     def predict(self, rows: Rows) -> PredictionResponse:  # type: ignore[valid-type]
@@ -88,6 +98,8 @@ class ModelService:
             raise NotFound(str(exc)) from exc
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from exc
         response = predict(served, features, self.config.model_name)
         self.log.record(plain, response)
         return PredictionResponse(**response)
@@ -101,7 +113,13 @@ class ModelService:
         if served is None:
             raise ServiceUnavailable("no @champion model is deployed yet")
         plain = [row.model_dump() for row in rows]
-        return [RowPrediction(**row) for row in predict_rows(served, self.features.lookup(plain))]
+        try:
+            lookup = self.features.lookup(plain)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        return [RowPrediction(**row) for row in predict_rows(served, lookup)]
 
     @hooks.post("/mlflow", status_code=202)
     async def mlflow_webhook(self, request: Request) -> dict[str, str]:
@@ -122,3 +140,14 @@ class ModelService:
             return {"status": "ignored"}
         self.slot.refresh_soon()
         return {"status": "deploying", "version": event.version}
+
+
+# Outermost first: a foreign Host (DNS rebinding) is refused before anything reads the body.
+ModelService.add_asgi_middleware(
+    TrustedHostMiddleware, allowed_hosts=CONFIG.serving.trusted_hosts()
+)
+ModelService.add_asgi_middleware(
+    RequestGuard,
+    max_body_bytes=CONFIG.serving.max_body_bytes,
+    retry_after_seconds=CONFIG.serving.retry_after_seconds,
+)

@@ -24,7 +24,7 @@ from aiinfra.project.definition import Project, load_project, metric_for
 from aiinfra.release import gate, metrics, plots, registry
 from aiinfra.training import distributed, launcher, search, train
 from aiinfra.training.job import TrainingSummary, checkpoint_dir_for, train_to_directory
-from aiinfra.training.model import TabularModel, check_network
+from aiinfra.training.model import TabularModel, check_network, trusted_entry_points
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,9 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
     champion = champion_roc = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            champion_model = registry.load_version(uri, name, champion_version, Path(tmp), root)
+            champion_model = registry.load_version(
+                uri, name, champion_version, Path(tmp), root, trusted_entry_points(config.model)
+            )
         champion = metrics.score(champion_model, eval_part, schema)
         if schema.task == "binary":
             champion_roc = metrics.roc_points(champion_model, eval_part, schema)
@@ -243,7 +245,13 @@ def register_model(
     lineage: dict[str, str],
     validation_report: Path | None = None,
 ) -> str:
-    """Log the run and register a version tagged with its lineage and its checks."""
+    """Log the run and register a version tagged with its lineage and its checks (once per
+    pipeline run: a retried task returns the version registered before)."""
+    c = registry.client(config.mlflow.tracking_uri)
+    run = lineage.get("pipeline_run")
+    if run and (done := registry.version_of_run(c, config.model_name, run)) is not None:
+        log.info("pipeline run %s registered version %s already", run, done)
+        return done
     frame, schema = read_training_set(training_set)
     model = TabularModel.load(model_dir, config.project.root)
     tags = {
@@ -275,7 +283,6 @@ def register_model(
         "energy_source": training.usage.get("energy_source", "unavailable"),
     }
     scores = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
-    c = registry.client(config.mlflow.tracking_uri)
     registered = registry.log_and_register(
         c,
         config.experiment,
@@ -320,5 +327,6 @@ def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> st
         version,
         actor=f"pipeline:{pipeline_run}",
         reason="evaluation gate passed",
+        as_evaluated=True,  # refuse if @champion moved since the gate compared against it
     )
     return previous

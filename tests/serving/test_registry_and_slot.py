@@ -6,44 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from aiinfra.project.config import ModelConfig, PlatformConfig, TrainingConfig
+from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
 from aiinfra.runtime.champion import ChampionSlot
 from aiinfra.training import train
 from aiinfra.training.model import TabularModel
-
-FAST = TrainingConfig(epochs=2, device="cpu")
-SMALL = ModelConfig(settings={"hidden_sizes": [8]})
-
-
-def _register(
-    config: PlatformConfig, frame: pd.DataFrame, model: TabularModel, gate: str = "passed"
-) -> str:
-    tags = {"validation": "passed", "gate": gate, "data_hash": "test", "git_commit": "test"}
-    return registry.log_and_register(
-        registry.client(config.mlflow.tracking_uri),
-        "slot-tests",
-        "slot-model",
-        model,
-        frame,
-        {"epochs": 2},
-        {"eval_roc_auc": 0.7},
-        tags,
-        {"reports/gate.md": "# test"},
-    ).version
-
-
-@pytest.fixture(scope="module")
-def model(training_frame: pd.DataFrame, schema: Schema) -> TabularModel:
-    return train.train(training_frame, schema, FAST, SMALL).model
-
-
-@pytest.fixture()
-def config(mlflow_server: PlatformConfig) -> PlatformConfig:
-    return mlflow_server.model_copy(
-        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": "slot-model"})}
-    )
+from tests.serving.conftest import FAST, SMALL
+from tests.serving.conftest import register as _register
 
 
 def test_register_tags_and_challenger_alias(

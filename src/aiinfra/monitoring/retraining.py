@@ -17,7 +17,6 @@ of rows a p-value alone flags differences too small to matter.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from scipy import stats
 from aiinfra.project.config import PlatformConfig, RetrainingConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
+from aiinfra.runtime import prediction_log
 
 REFERENCE_DIR = "drift_reference"
 REFERENCE_FILE = "training_sample.parquet"
@@ -105,17 +105,8 @@ def champion_reference(
 
 
 def recent_requests(log_dir: Path, since: datetime) -> pd.DataFrame:
-    """The request rows logged by the service since ``since`` (see serving.PredictionLog)."""
-    rows = []
-    # One file per UTC day: files of days before ``since`` hold nothing newer.
-    for path in sorted(log_dir.glob("predictions-*.jsonl")):
-        if path.stem.removeprefix("predictions-") < f"{since:%Y-%m-%d}":
-            continue
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            if datetime.fromisoformat(entry["at"]) >= since:
-                rows.append(entry["request"])
-    return pd.DataFrame(rows)
+    """The request rows logged by the service since ``since`` (see runtime.prediction_log)."""
+    return pd.DataFrame([entry["request"] for entry in prediction_log.read_entries(log_dir, since)])
 
 
 def recent_rows(frame: pd.DataFrame, schema: Schema, since: datetime) -> pd.DataFrame:

@@ -247,6 +247,19 @@ class ServingConfig(_Section):
     port: int = 3000
     poll_seconds: float = Field(5.0, gt=0, description="how often the service checks @champion")
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
+    log_retention_days: int = Field(30, ge=1, description="days of prediction log kept")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="Host header values answered (DNS-rebinding guard); add the names clients "
+        "use, e.g. the Kubernetes service's; '*' allows any",
+    )
+    max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
+    retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with every 503")
+
+    def trusted_hosts(self) -> list[str]:
+        """The allow-list, with the address the service binds to when it is a specific one."""
+        bound = [] if self.host in {"0.0.0.0", "::", ""} else [self.host]
+        return list(dict.fromkeys([*self.allowed_hosts, *bound]))
 
 
 class KfpConfig(_Section):

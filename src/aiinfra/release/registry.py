@@ -36,6 +36,26 @@ class PromotionRefused(RuntimeError):
     """A version may not become champion (its checks did not pass)."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """The registry did not answer a question it must answer (it is down or failing): never
+    read as "no such model" or "no champion", which would let an unchecked model through."""
+
+
+def _absent(exc: MlflowException) -> bool:
+    """Whether MLflow says the thing asked for does not exist (as opposed to failing)."""
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # A missing alias on an existing model is answered as a bad parameter.
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message.lower()
+
+
+def passed_checks(tags: dict[str, str]) -> bool:
+    """Whether a version may serve: it passed validation and the gate, or a person forced its
+    promotion (recorded on the version by :func:`promote`)."""
+    checked = tags.get("validation") == "passed" and tags.get("gate") == "passed"
+    return checked or tags.get("promotion_forced") == "true"
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -115,6 +135,20 @@ def log_and_register(
     return RegisteredVersion(model_name, str(version.version), run_id, dict(tags))
 
 
+def version_of_run(c: MlflowClient, name: str, pipeline_run: str) -> str | None:
+    """The version a pipeline run already registered, if any: a retried or resumed register
+    task returns it instead of registering the same model twice."""
+    if "'" in pipeline_run or "'" in name:
+        raise ValueError(f"quote in model name or pipeline run: {name!r} {pipeline_run!r}")
+    try:
+        found = c.search_model_versions(f"name = '{name}' and tags.pipeline_run = '{pipeline_run}'")
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise
+    return str(max(int(v.version) for v in found)) if found else None
+
+
 def experiment_id(c: MlflowClient, name: str) -> str:
     found = c.get_experiment_by_name(name)
     if found is not None:
@@ -142,7 +176,9 @@ def log_stopped_run(
 def _ensure_model(c: MlflowClient, name: str) -> str:
     try:
         c.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as missing:
+        if not _absent(missing):
+            raise
         try:
             c.create_registered_model(name)
         except MlflowException as exc:  # created meanwhile by a concurrent run
@@ -178,13 +214,13 @@ def _champion_artifact(tracking_uri: str, name: str, path: str) -> tuple[str, st
     if version is None:
         return None
     run_id = c.get_model_version(name, version).run_id
+    folder = str(Path(path).parent)
+    if path not in {f.path for f in c.list_artifacts(run_id, folder)}:
+        return None  # a version registered before this artifact existed
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
-            )
-        except Exception:  # a version registered before this artifact existed
-            return None
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
+        )
         return version, Path(local).read_text()
 
 
@@ -192,22 +228,44 @@ def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:
     return dict(client(tracking_uri).get_model_version(name, version).tags)
 
 
-def load_version(
-    tracking_uri: str, name: str, version: str, into: Path, root: Path | None = None
-) -> TabularModel:
-    """Download a version's weights and config and rebuild it (no unpickling).
+def download_version(tracking_uri: str, name: str, version: str, into: Path) -> Path:
+    """Download a version's saved model (weights and config) into ``into``; its folder.
 
     The registry is asked for the version's artifact location explicitly: a ``models:/`` URI
     would be resolved against the process-wide registry URI (MLFLOW_REGISTRY_URI), which may
-    name another server."""
+    name another server. The download stays inside ``into`` whatever the artifact paths say."""
     location = client(tracking_uri).get_model_version_download_uri(name, version)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=str(into), tracking_uri=tracking_uri
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(into), tracking_uri=tracking_uri
+        )
     )
-    matches = list(Path(local).rglob("model.json"))
+    if not local.resolve().is_relative_to(into.resolve()):
+        raise ValueError(f"version {version} of {name} downloaded outside {into}: {local}")
+    matches = [p for p in local.rglob("model.json") if p.resolve().is_relative_to(into.resolve())]
     if not matches:
         raise FileNotFoundError(f"version {version} of {name} has no saved model in its artifacts")
-    return TabularModel.load(matches[0].parent, root)
+    return matches[0].parent
+
+
+def load_version(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    into: Path,
+    root: Path | None = None,
+    trusted: set[str] | None = None,
+) -> TabularModel:
+    """Download a version and rebuild it from its weights and config (no unpickling);
+    ``trusted``: the entry points it may name (see TabularModel.load)."""
+    folder = download_version(tracking_uri, name, version, into)
+    return TabularModel.load(folder, root, trusted)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether a registry failure says the thing is not there (permanent), not that the
+    registry is failing (transient)."""
+    return isinstance(exc, FileNotFoundError) or (isinstance(exc, MlflowException) and _absent(exc))
 
 
 def promote(
@@ -217,16 +275,21 @@ def promote(
     actor: str | None = None,
     reason: str = "",
     force: bool = False,
+    as_evaluated: bool = False,
 ) -> str | None:
     """Move ``@champion`` to ``version``; returns the version it pointed at before.
 
     Refuses versions whose validation or evaluation gate did not pass, unless ``force``
-    (which is recorded on the version and in the history).
+    (which is recorded on the version and in the history). With ``as_evaluated`` (a pipeline's
+    promotion) it also refuses when ``@champion`` is no longer the version the gate compared
+    this one with: another run or a person moved it meanwhile, and the comparison is stale.
     """
     c = client(tracking_uri)
     try:
         tags = dict(c.get_model_version(name, version).tags)
     except MlflowException as exc:
+        if not _absent(exc):
+            raise
         raise PromotionRefused(f"{name} has no version {version}") from exc
     problems = [
         f"{key}={tags.get(key, 'missing')}"
@@ -238,8 +301,9 @@ def promote(
             f"version {version} of {name} cannot be promoted: {', '.join(problems)} "
             "(use --force to override)"
         )
+    expected = tags.get("champion_at_evaluation", "none") if as_evaluated else None
     return _move_champion(
-        c, name, version, actor, reason or "manual", "promote", forced=bool(problems)
+        c, name, version, actor, reason or "manual", "promote", bool(problems), expected
     )
 
 
@@ -249,12 +313,29 @@ def rollback(tracking_uri: str, name: str, actor: str | None = None, reason: str
     current = alias_version(tracking_uri, name, CHAMPION)
     if current is None:
         raise PromotionRefused(f"{name} has no @champion to roll back")
-    arrivals = [m for m in history(tracking_uri, name) if m.to_version == current]
-    if not arrivals or arrivals[-1].from_version == "none":
+    lineage = champion_lineage(history(tracking_uri, name))
+    if len(lineage) < 2 or lineage[-1] != current:
         raise PromotionRefused(f"@champion of {name} (version {current}) has no previous version")
-    target = arrivals[-1].from_version
-    _move_champion(c, name, target, actor, reason or f"rollback from {current}", "rollback", False)
+    target = lineage[-2]
+    _move_champion(
+        c, name, target, actor, reason or f"rollback from {current}", "rollback", False, current
+    )
     return target
+
+
+def champion_lineage(moves: list[ChampionMove]) -> list[str]:
+    """The champions still to roll back through, oldest first: a promotion pushes a version,
+    a rollback pops one (so a second rollback goes further back, never forth again)."""
+    stack: list[str] = []
+    for move in moves:
+        if move.kind == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != move.to_version:  # a history from before this rule
+                stack.append(move.to_version)
+        else:
+            stack.append(move.to_version)
+    return stack
 
 
 @dataclass(frozen=True)
@@ -272,8 +353,10 @@ def history(tracking_uri: str, name: str) -> list[ChampionMove]:
     """Every recorded move of ``@champion``, oldest first."""
     try:
         tags = client(tracking_uri).get_registered_model(name).tags
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if _absent(exc):
+            return []
+        raise
     moves = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
     return [ChampionMove(**m) for m in moves]
 
@@ -289,8 +372,19 @@ def _move_champion(
     reason: str,
     kind: str,
     forced: bool,
+    expected: str | None = None,
 ) -> str | None:
+    """``expected``: the champion the caller decided against ("none": no champion); the move
+    is refused if the alias names another version now. MLflow has no compare-and-set on
+    aliases, so this narrows the race from a whole evaluation to the two calls below."""
     previous = _alias(c, name, CHAMPION)
+    if expected is not None and (previous or "none") != expected:
+        refusal = (
+            f"@champion of {name} moved to version {previous or 'none'} after version "
+            f"{version} was compared with version {expected}: evaluate it again"
+        )
+        c.set_model_version_tag(name, version, "promotion_refused", refusal)
+        raise PromotionRefused(refusal)
     now = datetime.now(UTC)
     move = ChampionMove(
         at=now.isoformat(timespec="milliseconds"),
@@ -319,5 +413,9 @@ def _move_champion(
 def _alias(c: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(c.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise RegistryUnavailable(
+            f"could not read @{alias} of {name} from the registry: {exc.message}"
+        ) from exc

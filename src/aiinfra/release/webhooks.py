@@ -44,6 +44,8 @@ def verify(secret: str, headers: dict[str, str], body: bytes, now: float | None 
     signature = lowered.get(SIGNATURE_HEADER)
     if not (secret and delivery_id and timestamp and signature):
         raise InvalidDelivery("missing signature, timestamp or delivery id header")
+    if not (signature.isascii() and delivery_id.isascii() and timestamp.isascii()):
+        raise InvalidDelivery("signature headers must be ASCII")
     if not hmac.compare_digest(sign(secret, delivery_id, timestamp, body), signature):
         raise InvalidDelivery("signature does not match")
     try:
@@ -63,10 +65,14 @@ class AliasMoved:
 
 def parse_alias_event(body: bytes) -> AliasMoved | None:
     """The alias move in a delivery, or None for other events."""
-    payload: dict[str, Any] = json.loads(body)
+    payload: Any = json.loads(body)
+    if not isinstance(payload, dict):
+        raise ValueError("the body is not a JSON object")
     if f"{payload.get('entity')}.{payload.get('action')}" != ALIAS_CREATED:
         return None
     data = payload.get("data") or {}
+    if not isinstance(data, dict):
+        raise ValueError("its data is not a JSON object")
     return AliasMoved(str(data["name"]), str(data["alias"]), str(data["version"]))
 
 

@@ -24,12 +24,15 @@ from aiinfra.runtime.champion import Served
 
 log = logging.getLogger(__name__)
 MAX_BATCH_ROWS = 1000
+# The online store keys integers as int64: a larger one could only fail inside the lookup.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_KEY_LENGTH = 256
 
 
 def _request_field(f: Feature) -> tuple[Any, Any]:
     if f.kind == "categorical":
         kind: Any = Literal[f.categories] if f.categories else str
-        return kind, Field(description=f.description or None)
+        return kind, Field(max_length=MAX_KEY_LENGTH, description=f.description or None)
     number: type = int if f.integer else float
     return number, Field(
         ge=f.min_value, le=f.max_value, allow_inf_nan=False, description=f.description or None
@@ -39,7 +42,9 @@ def _request_field(f: Feature) -> tuple[Any, Any]:
 def row_type(schema: Schema, name: str = "Row") -> type[BaseModel]:
     """One request row: the entity keys, then the request-time features."""
     keys: dict[str, Any] = {
-        k.name: (int if k.type == "int" else str, Field(description="entity key"))
+        k.name: (int, Field(ge=INT64_MIN, le=INT64_MAX, description="entity key"))
+        if k.type == "int"
+        else (str, Field(max_length=MAX_KEY_LENGTH, description="entity key"))
         for k in schema.entities
     }
     fields = {**keys, **{f.name: _request_field(f) for f in schema.request_features}}
@@ -125,6 +130,10 @@ class UnknownEntities(ValueError):
     """Some rows name entities the online store has no features for."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The online store did not answer (down, timed out, or failing): a 503, not a 500."""
+
+
 class OnlineFeatures:
     """Reads the stored features of request rows from the Feast online store."""
 
@@ -134,13 +143,31 @@ class OnlineFeatures:
         self._fs = feature_store
         self.schema = schema
         self.store = feature_store.open_store(config)
+        self.available = True  # as of the last read
+
+    def ping(self) -> bool:
+        """Whether the store answers now (a read of an entity nobody has)."""
+        probe = {k.name: (0 if k.type == "int" else "") for k in self.schema.entities}
+        probe.update({f.name: _probe_value(f) for f in self.schema.request_features})
+        try:
+            self.lookup([probe])
+        except StoreUnavailable:
+            return False
+        return True
 
     def lookup(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[int]]:
         """Model input for every row, and the positions of rows the store does not know."""
         request = pd.DataFrame(rows)[[f.name for f in self.schema.request_features]]
         if not self.schema.stored_features:
             return request, []
-        stored = self._fs.online_features(self.store, self.schema, rows)
+        try:
+            stored = self._fs.online_features(self.store, self.schema, rows)
+        except (ValueError, TypeError, OverflowError) as exc:  # the rows, not the store
+            raise ValueError(f"the feature store cannot look these rows up: {exc}") from exc
+        except Exception as exc:  # whatever else the store's client raises: it is unavailable
+            self.available = False
+            raise StoreUnavailable(f"feature store unavailable: {type(exc).__name__}") from exc
+        self.available = True
         frame = pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
         return frame, self._fs.missing_online(stored, self.schema)
 
@@ -156,6 +183,12 @@ class OnlineFeatures:
         return ", ".join(
             f"row {i} ({', '.join(f'{k}={rows[i][k]!r}' for k in keys)})" for i in positions[:5]
         )
+
+
+def _probe_value(f: Feature) -> Any:
+    if f.kind == "categorical":
+        return f.categories[0] if f.categories else ""
+    return f.min_value if f.min_value is not None else 0
 
 
 def predict(served: Served, features: pd.DataFrame, model_name: str) -> dict[str, Any]:

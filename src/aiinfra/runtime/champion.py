@@ -3,8 +3,9 @@
 When ``@champion`` moves (the registry's webhook says so, or the periodic poll notices), the
 new version is loaded beside the one being served, checked on a smoke row, and only then
 swapped in with one reference assignment: in-flight requests finish on the old model, the next
-ones get the new. A version that fails to load or to answer is never served; the failure is
-recorded on the version (tag ``deployment_error``) and the old model keeps serving.
+ones get the new. A version that did not pass validation and the gate (unless a person's
+forced promotion is recorded), or that fails to load or to answer, is never served; the reason
+is recorded on the version (tag ``deployment_error``) and the old model keeps serving.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
-from aiinfra.training.model import TabularModel
+from aiinfra.training.model import TabularModel, trusted_entry_points
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,13 @@ class ChampionSlot:
         return self._served
 
     def refresh(self) -> bool:
-        """Serve the current @champion if it is not the one served; True if it swapped."""
+        """Serve the current @champion if it is not the one served; True if it swapped.
+
+        Failing to *fetch* a version (the registry or its artifact store is down, a timeout)
+        is transient: the next poll tries again. A version that did not pass its checks is
+        not served until a forced promotion is recorded on it. A version that fails to load
+        or to answer, or breaks the serving contract, is rejected for good. Each refusal is
+        recorded on the version (tag ``deployment_error``)."""
         uri, name = self.config.mlflow.tracking_uri, self.config.model_name
         with self._refreshing:
             version = registry.alias_version(uri, name, registry.CHAMPION)
@@ -82,15 +89,32 @@ class ChampionSlot:
             if version in self._rejected:  # already failed: do not reload it every poll
                 return False
             try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    candidate = registry.load_version(
-                        uri, name, version, Path(tmp), self.config.project.root
-                    )
-                check_model(candidate)
-                self._check_contract(candidate)
-            except Exception as exc:  # keep serving the old model, whatever broke
-                self._reject(version, exc)
+                tags = registry.version_tags(uri, name, version)
+            except Exception as exc:  # the registry's trouble: the next poll tries again
+                self._retry_later(version, exc)
                 return False
+            if not registry.passed_checks(tags):
+                # Not rejected for good: a forced promotion recorded later makes it servable.
+                self._unchecked(version, tags)
+                return False
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    folder = registry.download_version(uri, name, version, Path(tmp))
+                except Exception as exc:
+                    if registry.is_missing(exc):
+                        self._reject(version, exc)
+                    else:  # the registry or its artifact store is down or slow
+                        self._retry_later(version, exc)
+                    return False
+                try:
+                    candidate = TabularModel.load(
+                        folder, self.config.project.root, trusted_entry_points(self.config.model)
+                    )
+                    check_model(candidate)
+                    self._check_contract(candidate)
+                except Exception as exc:  # keep serving the old model, whatever broke
+                    self._reject(version, exc)
+                    return False
             self._served = Served(version, candidate)  # the swap: one reference assignment
             self.last_error = None
         log.info("now serving %s version %s", name, version)
@@ -105,9 +129,24 @@ class ChampionSlot:
                 "service was started with (restart the service to serve it)"
             )
 
+    def _retry_later(self, version: str, exc: Exception) -> None:
+        self.last_error = f"version {version} not fetched (will retry): {exc}"
+        log.warning(self.last_error)
+
+    def _unchecked(self, version: str, tags: dict[str, str]) -> None:
+        reason = (
+            "it did not pass validation and the gate, and no forced promotion is recorded "
+            f"(validation={tags.get('validation', 'missing')}, gate={tags.get('gate', 'missing')})"
+        )
+        if self.last_error is None or reason not in self.last_error:
+            self._record(version, reason)
+
     def _reject(self, version: str, exc: Exception) -> None:
         self._rejected.add(version)
-        self.last_error = f"version {version} not deployed: {exc}"
+        self._record(version, str(exc))
+
+    def _record(self, version: str, reason: str) -> None:
+        self.last_error = f"version {version} not deployed: {reason}"
         log.error(self.last_error)
         try:
             registry.client(self.config.mlflow.tracking_uri).set_model_version_tag(

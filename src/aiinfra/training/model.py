@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -177,6 +178,32 @@ def build_network(
     return network
 
 
+def trusted_entry_points(model: ModelConfig) -> set[str]:
+    """The code a model from the registry may name: the built-in network or the project's."""
+    return {BUILTIN_MLP, model.entry_point}
+
+
+def _check_weights_fit(
+    model: ModelConfig, input_width: int, output_width: int, root: Path | None, weights: Path
+) -> None:
+    """Compare the network the spec describes, built on the meta device (no memory), with the
+    tensor shapes in the weights file's header, before anything is allocated: a spec that
+    asks for a huge network, or weights of another one, is refused up front."""
+    with safe_open(str(weights), framework="pt") as stored_file:
+        stored = {k: tuple(stored_file.get_slice(k).get_shape()) for k in stored_file.keys()}  # noqa: SIM118
+    with torch.device("meta"):
+        skeleton = build_network(model, input_width, output_width, root)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if expected != stored:
+        differ = sorted(
+            k for k in expected.keys() | stored.keys() if expected.get(k) != stored.get(k)
+        )
+        shown = ", ".join(
+            f"{k}: spec {expected.get(k)} vs weights {stored.get(k)}" for k in differ[:5]
+        )
+        raise ValueError(f"{weights}: the weights do not fit the network of the spec ({shown})")
+
+
 def check_network(
     model: ModelConfig, input_width: int, output_width: int, root: Path | None = None
 ) -> None:
@@ -248,8 +275,13 @@ class TabularModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path, root: Path | None = None) -> TabularModel:
-        """Rebuild a saved model; ``root`` is where a project's own entry point imports from."""
+    def load(
+        cls, directory: Path, root: Path | None = None, trusted: set[str] | None = None
+    ) -> TabularModel:
+        """Rebuild a saved model; ``root`` is where a project's own entry point imports from.
+
+        ``trusted``: the entry points a model from elsewhere (the registry) may name; the
+        saved spec names code to import, so one from outside must name code we expect."""
         spec_path, weights_path = directory / SPEC_FILE, directory / WEIGHTS_FILE
         if not spec_path.exists() or not weights_path.exists():
             raise FileNotFoundError(
@@ -270,6 +302,12 @@ class TabularModel:
                 f"and the weights (input width {d['input_width']})"
             )
         model = ModelConfig(entry_point=d["entry_point"], settings=d["settings"])
+        if trusted is not None and model.entry_point not in trusted:
+            raise ValueError(
+                f"{spec_path}: entry point {model.entry_point!r} is not one this project uses "
+                f"({', '.join(sorted(trusted))})"
+            )
+        _check_weights_fit(model, d["input_width"], d["output_width"], root, weights_path)
         network = build_network(model, d["input_width"], d["output_width"], root)
         network.load_state_dict(load_file(str(weights_path)))
         network.eval()

@@ -1,0 +1,115 @@
+"""What the service refuses before a request reaches the model or the registry hook.
+
+- A body that is not JSON (``Content-Type`` other than ``application/json``) gets 415: a
+  browser page may send a "simple" cross-site POST (``text/plain``) to a loopback service
+  without a preflight, and such a request must not write into the prediction log that drives
+  retraining.
+- A body over the configured limit gets 413, before anything parses it (the webhook's
+  signature check included). The body is buffered here, at most the limit, and handed on.
+- Every 503 carries ``Retry-After``, so clients and proxies back off instead of hammering.
+
+The ``Host`` allow-list (against DNS rebinding) is Starlette's ``TrustedHostMiddleware``,
+installed beside this one by the service.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_WITH_BODY = {"POST", "PUT", "PATCH"}
+
+
+class RequestGuard:
+    """ASGI middleware: content type, body size, and Retry-After on 503."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, retry_after_seconds: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.retry_after = str(retry_after_seconds).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = self._with_retry_after(send)
+        if scope["method"] not in _WITH_BODY:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            await _refuse(send, 415, f"Content-Type must be application/json, not {media_type!r}")
+            return
+        declared = headers.get("content-length", "0")
+        if not declared.isdigit():
+            await _refuse(send, 400, "bad Content-Length")
+            return
+        if int(declared) > self.max_body_bytes:
+            await _refuse(send, 413, f"body over {self.max_body_bytes} bytes")
+            return
+        body = await self._read(receive)
+        if body is None:  # a chunked body that grew past the limit
+            await _refuse(send, 413, f"body over {self.max_body_bytes} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _with_retry_after(self, send: Send) -> Send:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"retry-after" for name, _ in headers):
+                    headers.append((b"retry-after", self.retry_after))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return sending
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the buffered body once, then waits on the real one (for a
+    disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    payload: dict[str, Any] = {"error": detail}
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,59 @@
+"""What the registry and serving tests share: a small trained model and a model name of
+their own on the session's real MLflow server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from aiinfra.project.config import ModelConfig, PlatformConfig, TrainingConfig
+from aiinfra.project.schema import Schema
+from aiinfra.release import registry
+from aiinfra.training import train
+from aiinfra.training.model import TabularModel
+
+FAST = TrainingConfig(epochs=2, device="cpu")
+SMALL = ModelConfig(settings={"hidden_sizes": [8]})
+
+
+def register(
+    config: PlatformConfig,
+    frame: pd.DataFrame,
+    model: TabularModel,
+    gate: str = "passed",
+    **extra_tags: str,
+) -> str:
+    """Log and register ``model`` under ``config.model_name`` with the tags a pipeline gives."""
+    tags = {"validation": "passed", "gate": gate, "data_hash": "test", "git_commit": "test"}
+    return registry.log_and_register(
+        registry.client(config.mlflow.tracking_uri),
+        "slot-tests",
+        config.model_name,
+        model,
+        frame,
+        {"epochs": 2},
+        {"eval_roc_auc": 0.7},
+        {**tags, **extra_tags},
+        {"reports/gate.md": "# test"},
+    ).version
+
+
+@pytest.fixture(scope="module")
+def model(training_frame: pd.DataFrame, schema: Schema) -> TabularModel:
+    return train.train(training_frame, schema, FAST, SMALL).model
+
+
+@pytest.fixture()
+def config(mlflow_server: PlatformConfig) -> PlatformConfig:
+    return mlflow_server.model_copy(
+        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": "slot-model"})}
+    )
+
+
+@pytest.fixture()
+def fresh(mlflow_server: PlatformConfig, request: pytest.FixtureRequest) -> PlatformConfig:
+    """The session's MLflow server, under a model name of this test's own."""
+    name = "m-" + request.node.name.removeprefix("test_")[:40]
+    return mlflow_server.model_copy(
+        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": name})}
+    )
