@@ -187,7 +187,7 @@ def manifests(
     replicas: int = typer.Option(2, min=1, help="HPA minimum (maximum is 4x)"),
     namespace: str = typer.Option("aiinfra"),
 ) -> None:
-    """Kubernetes manifests for serving (ConfigMap, Deployment, Service, HPA).
+    """Kubernetes manifests for serving (ConfigMap, NetworkPolicy, Deployment, Service, HPA).
 
     Example: aiinfra manifests --image registry/aiinfra-serving:0.1.0 -o serving.yaml
     """
@@ -247,11 +247,14 @@ def serve(
             f"{cfg.model_name} has no @champion at {cfg.mlflow.tracking_uri}: "
             "run `aiinfra run` first"
         )
-    if foreground:
-        svc = local_servers.bentoml_service(cfg)
-        register_webhook(cfg)
-        os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
-    base_url = start_serving(cfg)
+    try:
+        if foreground:
+            svc = local_servers.bentoml_service(cfg)
+            register_webhook(cfg)
+            os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
+        base_url = start_serving(cfg)
+    except RuntimeError as exc:  # the registry refused the webhook, or BentoML did not start
+        _fail(str(exc))
     typer.echo(f"BentoML at {base_url} (log {cfg.run_dir / 'bentoml.log'}); registry webhook set")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from mlflow.exceptions import MlflowException
 
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
@@ -84,31 +87,74 @@ def run_training(
 
 def register_webhook(config: PlatformConfig) -> str:
     """Point the registry's alias webhook at the service's hook; returns the service URL."""
-    from mlflow.exceptions import MlflowException
-
     from aiinfra.release import webhooks
 
     base_url = f"http://{config.serving.host}:{config.serving.port}"
     try:
-        webhooks.register(
-            config.mlflow.tracking_uri,
-            name=f"aiinfra-deploy-{config.serving.port}",
-            url=f"{base_url}/hooks/mlflow",
-            secret=local_servers.webhook_secret(config),
-        )
+        with _quick_mlflow_calls():
+            webhooks.register(
+                config.mlflow.tracking_uri,
+                name=f"aiinfra-deploy-{config.serving.port}",
+                url=f"{base_url}/hooks/mlflow",
+                secret=local_servers.webhook_secret(config),
+            )
     except MlflowException as exc:
-        raise RuntimeError(
-            f"the registry refused the deployment webhook ({exc.message}); an MLflow server "
-            "started by an older version lacks the loopback webhook settings: "
-            "`aiinfra down && aiinfra up` restarts it"
-        ) from exc
+        raise RuntimeError(_webhook_refused(config, exc)) from exc
     return base_url
 
 
+# MLflow's client retries a failing call for minutes (7 times, waits doubling from 2 s): the
+# webhook call either works at once or will not, so it gets one quick retry. Values the user
+# set stay in force.
+_QUICK_MLFLOW_CALLS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+@contextlib.contextmanager
+def _quick_mlflow_calls() -> Iterator[None]:
+    """MLflow's client reads these settings from the environment on each call."""
+    added = [name for name in _QUICK_MLFLOW_CALLS if name not in os.environ]
+    os.environ.update({name: _QUICK_MLFLOW_CALLS[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _webhook_refused(config: PlatformConfig, exc: MlflowException) -> str:
+    if exc.error_code == "INVALID_PARAMETER_VALUE":
+        return (
+            f"the registry refused the deployment webhook ({exc.message}); an MLflow server "
+            "started by an older version lacks the loopback webhook settings: "
+            "`aiinfra down && aiinfra up` restarts it"
+        )
+    return (
+        f"the registry at {config.mlflow.tracking_uri} failed on its webhooks ({exc.message}). "
+        "If it answers 500: an MLflow server started without a persistent "
+        f"{local_servers.ENCRYPTION_KEY_ENV} (`aiinfra up` keeps one in {config.run_dir}) "
+        "cannot read the webhooks it stored before it restarted; delete them from the "
+        "`webhooks` table of its backend store, then serve again"
+    )
+
+
 def start_serving(config: PlatformConfig) -> str:
-    """Start (or reuse) the BentoML service, wired to the registry's webhook."""
+    """Start (or reuse) the BentoML service, wired to the registry's webhook. The webhook comes
+    first: a registry that refuses it fails in seconds, and leaves no service behind."""
+    base_url = register_webhook(config)
     local_servers.start(local_servers.bentoml_service(config), timeout=240)
-    return register_webhook(config)
+    # The service loads @champion in the background (so it is alive while the registry is
+    # slow): when there is one, "started" means answering with it.
+    if registry.alias_version(config.mlflow.tracking_uri, config.model_name, registry.CHAMPION):
+        if not local_servers.wait_healthy(f"{base_url}/readyz", timeout=120):
+            raise RuntimeError(
+                f"the service at {base_url} is up but not ready after 120 s: it could not load "
+                f"@champion or reach the feature store (see {config.run_dir / 'bentoml.log'})"
+            )
+    return base_url
 
 
 def sample_request(config: PlatformConfig, schema: Schema) -> dict[str, Any]:

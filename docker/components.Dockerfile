@@ -5,9 +5,8 @@
 # Build from the repo root:
 #   docker build -f docker/components.Dockerfile --build-arg VERSION=0.1.0 \
 #     -t ghcr.io/ai-infrastructure/aiinfra-components:0.1.0 .
-# The base is pinned by tag; pin it by digest too (python:3.11.7-slim-bookworm@sha256:...)
-# where your registry policy asks for it.
-FROM python:3.11.7-slim-bookworm
+# The base is pinned by digest (the tag's last build), so a re-pushed tag cannot change it.
+FROM python:3.11.7-slim-bookworm@sha256:53d6284a40eae6b625f22870f5faba6c54f2a28db9027408f4dee111f1e885a2
 
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="aiinfra-components" \
@@ -18,12 +17,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 WORKDIR /opt/aiinfra
-# Runtime dependencies only (pyproject's list, no test or lint tools), resolved from the same
-# constraints lock as every other install; a layer of its own, rebuilt only when they change.
-COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
-    && pip install -r /tmp/runtime.txt -c constraints.txt \
-    && rm /tmp/runtime.txt
+# Runtime dependencies only (pyproject's list, no test or lint tools): the hashed runtime part
+# of the lock (`make lock`), at the versions of every other install, each file checked against
+# its hash; a layer of its own, rebuilt only when they change.
+COPY requirements-runtime.txt ./
+RUN pip install --require-hashes -r requirements-runtime.txt
+COPY pyproject.toml ./
 COPY README.md ./
 COPY src ./src
 COPY aiinfra_cli ./aiinfra_cli
@@ -35,7 +34,8 @@ COPY feature_repo ./feature_repo
 # project root (/opt/aiinfra), not installed.
 COPY examples ./examples
 COPY configs ./configs
-RUN pip install --no-deps . \
+# Built with the lock's setuptools (pyproject pins it), not one fetched unchecked.
+RUN pip install --no-deps --no-build-isolation . \
     && python -c "import aiinfra, components, pipelines, examples.loan_default.data"
 
 # Non-root, numeric (Kubernetes' runAsNonRoot can only verify a number); the home directory is

@@ -3,7 +3,8 @@
 # Build from the repo root:
 #   docker build -f docker/serving.Dockerfile --build-arg VERSION=0.1.0 \
 #     -t ghcr.io/ai-infrastructure/aiinfra-serving:0.1.0 .
-FROM python:3.11.7-slim-bookworm
+# The base is pinned by digest (see components.Dockerfile).
+FROM python:3.11.7-slim-bookworm@sha256:53d6284a40eae6b625f22870f5faba6c54f2a28db9027408f4dee111f1e885a2
 
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="aiinfra-serving" \
@@ -14,11 +15,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     AIINFRA_HOME=/var/lib/aiinfra
 
 WORKDIR /opt/aiinfra
-# Runtime dependencies only, from the same constraints lock (see components.Dockerfile).
-COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
-    && pip install -r /tmp/runtime.txt -c constraints.txt \
-    && rm /tmp/runtime.txt
+# Runtime dependencies only, hashed, from the runtime lock (see components.Dockerfile).
+COPY requirements-runtime.txt ./
+RUN pip install --require-hashes -r requirements-runtime.txt
+COPY pyproject.toml ./
 COPY README.md ./
 COPY src ./src
 COPY aiinfra_cli ./aiinfra_cli
@@ -33,7 +33,7 @@ COPY configs ./configs
 # Imports everything serving/service.py does, but not the service module itself: importing it
 # builds the request types from the project's label table and Feast repo, which exist only
 # at run time (under the home volume), not in the image.
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && python -c "import bentoml, fastapi, serving, aiinfra.project.definition, \
 aiinfra.data.feature_store, aiinfra.runtime.api, aiinfra.runtime.champion, \
 aiinfra.runtime.prediction_log, aiinfra.release.webhooks"
@@ -45,5 +45,8 @@ RUN useradd --no-log-init --create-home --uid 10001 aiinfra \
 USER 10001:10001
 EXPOSE 3000
 # In a cluster the Service routes to the pod, so the server listens on all interfaces there;
-# locally `aiinfra serve` binds 127.0.0.1. Config arrives in AIINFRA_CONFIG_JSON.
-CMD ["bentoml", "serve", "serving.service:ModelService", "--host", "0.0.0.0", "--port", "3000"]
+# locally `aiinfra serve` binds 127.0.0.1. Config arrives in AIINFRA_CONFIG_JSON. On SIGTERM
+# the server finishes requests in flight for up to 30 s (the service's request timeout; the
+# Deployment's grace period allows for it: aiinfra.ops.k8s.GRACEFUL_SHUTDOWN_SECONDS).
+CMD ["bentoml", "serve", "serving.service:ModelService", "--host", "0.0.0.0", "--port", "3000", \
+     "--timeout-graceful-shutdown", "30"]

@@ -10,7 +10,8 @@
 #
 # `start` creates, on first use, a cluster in DIR/pg with the role `aiinfra` (password from
 # PGPASSWORD, never stored in the repo) and the database `mlflow`, listening on 127.0.0.1 only;
-# Redis keeps nothing on disk (--save ''). The tests start their own pair on free ports; with
+# Redis keeps nothing on disk (--save ''), and reads its password from an owner-only
+# DIR/redis.conf, never from its command line. The tests start their own pair on free ports; with
 # Docker, docker/compose.yaml brings up the same services.
 set -euo pipefail
 
@@ -71,6 +72,35 @@ cmd_check() {
   fi
 }
 
+# Redis's password goes in an owner-only config file, never on a command line (which any
+# local user can read). For redis-cli, export REDISCLI_AUTH rather than passing -a.
+redis_config() {
+  local file=$1 password=${AIINFRA_REDIS_PASSWORD:-}
+  (
+    umask 077
+    rm -f "$file"
+    if [[ -n "$password" ]]; then
+      password=${password//\\/\\\\}
+      printf 'requirepass "%s"\n' "${password//\"/\\\"}"
+    fi >"$file"
+  )
+}
+
+# --daemonize returns before the server answers: wait until it does (and takes the password).
+wait_redis() {
+  local port=$1 answer
+  for _ in $(seq 100); do
+    answer=$(
+      [[ -z "${AIINFRA_REDIS_PASSWORD:-}" ]] || export REDISCLI_AUTH=$AIINFRA_REDIS_PASSWORD
+      redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null
+    ) || true
+    [[ $answer == PONG ]] && return 0
+    sleep 0.1
+  done
+  echo "Redis did not answer on 127.0.0.1:$port" >&2
+  return 1
+}
+
 cmd_start() {
   local dir=${1:?usage: start DIR [PGPORT] [REDISPORT]} pgport=${2:-5432} redisport=${3:-6379}
   : "${PGPASSWORD:?set PGPASSWORD: the password of the aiinfra database role}"
@@ -102,11 +132,11 @@ cmd_start() {
     "SELECT 1 FROM pg_database WHERE datname = 'mlflow'" | grep -q 1; then
     "$bin/createdb" -h 127.0.0.1 -p "$pgport" -U aiinfra mlflow
   fi
-  local auth=()
-  [[ -z "${AIINFRA_REDIS_PASSWORD:-}" ]] || auth=(--requirepass "$AIINFRA_REDIS_PASSWORD")
-  redis-server --port "$redisport" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" \
-    "${auth[@]}"
+  redis_config "$dir/redis.conf"
+  redis-server "$dir/redis.conf" --port "$redisport" --bind 127.0.0.1 --save '' \
+    --appendonly no --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --dir "$dir"
+  wait_redis "$redisport"
   echo "team services: PostgreSQL 127.0.0.1:$pgport (database mlflow, role aiinfra)," \
     "Redis 127.0.0.1:$redisport; state in $dir"
 }
@@ -127,6 +157,7 @@ cmd_stop() {
     done
     rm -f "$dir/redis.pid"
   fi
+  rm -f "$dir/redis.conf" # holds the password: only while Redis runs
 }
 
 case "${1:-}" in

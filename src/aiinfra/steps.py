@@ -251,7 +251,7 @@ def register_model(
     run = lineage.get("pipeline_run")
     if run and (done := registry.version_of_run(c, config.model_name, run)) is not None:
         log.info("pipeline run %s registered version %s already", run, done)
-        return done
+        return str(done)
     frame, schema = read_training_set(training_set)
     model = TabularModel.load(model_dir, config.project.root)
     tags = {

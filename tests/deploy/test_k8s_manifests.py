@@ -3,23 +3,29 @@ and each object against the Kubernetes API types (no cluster needed)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes.client import ApiClient
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import PlainTextResponse
 
 from aiinfra.ops import k8s
-from aiinfra.project.config import PlatformConfig, config_from_json, load_config
+from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
 from tests.conftest import SMOKE, run_cli
 
 IMAGE = "registry.example/aiinfra-serving:1.2.3"
+SERVING_DOCKERFILE = PROJECT_ROOT / "docker" / "serving.Dockerfile"
 API_TYPES = {
     "ConfigMap": "V1ConfigMap",
+    "NetworkPolicy": "V1NetworkPolicy",
     "Deployment": "V1Deployment",
     "Service": "V1Service",
     "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler",
@@ -58,9 +64,19 @@ def test_probes_hit_health_endpoints_on_the_container_port(config: PlatformConfi
     (port,) = container["ports"]
     assert port["containerPort"] == 3000
     assert container["image"] == IMAGE
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 3000}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 3000}
+    host = [{"name": "Host", "value": "localhost"}]
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": 3000,
+        "httpHeaders": host,
+    }
+    assert container["livenessProbe"]["httpGet"] == {
+        "path": "/livez",
+        "port": 3000,
+        "httpHeaders": host,
+    }
     assert container["startupProbe"]["httpGet"]["port"] == port["containerPort"]
+    assert container["startupProbe"]["httpGet"]["httpHeaders"] == host
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["periodSeconds"] > 0
         assert container[probe]["initialDelaySeconds"] > 0
@@ -111,13 +127,95 @@ def test_config_map_round_trips_into_the_platform_config(config: PlatformConfig)
     cm = objects["ConfigMap"]
     (env_from,) = _container(objects)["envFrom"]
     assert env_from["configMapRef"]["name"] == cm["metadata"]["name"]
-    assert config_from_json(cm["data"]["AIINFRA_CONFIG_JSON"]) == config
+    pod = config_from_json(cm["data"]["AIINFRA_CONFIG_JSON"])
+    # The profile as it is, but for the Host names the pods must answer in the cluster.
+    profile_hosts = config.serving.allowed_hosts
+    assert pod.model_copy(update={"serving": config.serving}) == config
+    assert pod.serving.allowed_hosts[: len(profile_hosts)] == profile_hosts
+
+
+def _host_allowed(pod: PlatformConfig, host_header: str) -> bool:
+    """Whether the service's Host check (TrustedHostMiddleware on serving.trusted_hosts())
+    lets a request with this Host header through."""
+    app = TrustedHostMiddleware(PlainTextResponse("ok"), pod.serving.trusted_hosts())
+
+    async def get() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host_header}") as c:
+            return (await c.get("/")).status_code
+
+    return asyncio.run(get()) == 200
+
+
+def test_the_pods_answer_the_service_names_and_the_probes(config: PlatformConfig) -> None:
+    """The service refuses Host headers outside serving.allowed_hosts: the in-cluster names of
+    the Service, and the probes' Host, must be on the pods' list, and a foreign name not."""
+    objects = _objects(config, namespace="ml")
+    pod = config_from_json(objects["ConfigMap"]["data"]["AIINFRA_CONFIG_JSON"])
+    service = objects["Service"]["metadata"]["name"]
+    for host in (service, f"{service}.ml", f"{service}.ml.svc", f"{service}.ml.svc.cluster.local"):
+        assert _host_allowed(pod, f"{host}:80"), host
+    probe_hosts = {
+        header["value"]
+        for name in ("startupProbe", "livenessProbe", "readinessProbe")
+        for header in _container(objects)[name]["httpGet"]["httpHeaders"]
+        if header["name"] == "Host"
+    }
+    assert probe_hosts == {"localhost"} and _host_allowed(pod, "localhost:3000")
+    assert not _host_allowed(pod, "attacker.example")
+    # A profile that allows other names only still lets the probes and the Service in.
+    narrow = config.model_copy(
+        update={"serving": config.serving.model_copy(update={"allowed_hosts": ["api.example"]})}
+    )
+    pod = k8s.pod_config(narrow, "ml")
+    assert _host_allowed(pod, "api.example") and _host_allowed(pod, "localhost")
+    assert _host_allowed(pod, f"{service}.ml.svc")
+
+
+def test_network_policy_admits_the_namespace_on_the_serving_port_only(
+    config: PlatformConfig,
+) -> None:
+    objects = _objects(config)
+    policy = objects["NetworkPolicy"]["spec"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]  # egress: MLflow, Redis, artifact store
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 3000}]
+    assert rule["from"] == [{"podSelector": {}}]  # every pod of this namespace, nothing else
+    (other,) = k8s.network_policy("aiinfra", allow_namespaces=["ingress-nginx"])["spec"]["ingress"]
+    assert other["from"][1] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    }
+
+
+def test_pod_drains_before_sigterm_and_has_time_to_finish(config: PlatformConfig) -> None:
+    """On a rollout the pod leaves the Service's endpoints while preStop sleeps; only then does
+    it get SIGTERM, and the server finishes its requests before Kubernetes kills it."""
+    objects = _objects(config)
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    pre_stop = _container(objects)["lifecycle"]["preStop"]
+    command = pre_stop["exec"]["command"]
+    assert command[0] == "sleep" and int(command[1]) == k8s.DRAIN_SECONDS >= 5
+    # The server's graceful shutdown, as the serving image starts it.
+    cmd = json.loads(
+        next(
+            line.removeprefix("CMD ")
+            for line in SERVING_DOCKERFILE.read_text().replace("\\\n", " ").splitlines()
+            if line.startswith("CMD ")
+        )
+    )
+    graceful = int(cmd[cmd.index("--timeout-graceful-shutdown") + 1])
+    assert graceful == k8s.GRACEFUL_SHUTDOWN_SECONDS
+    assert pod["terminationGracePeriodSeconds"] > k8s.DRAIN_SECONDS + graceful
 
 
 def test_pod_runs_as_non_root(config: PlatformConfig) -> None:
     objects = _objects(config)
-    pod = objects["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+    spec = objects["Deployment"]["spec"]["template"]["spec"]
+    pod = spec["securityContext"]
     assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 10001
+    assert spec["automountServiceAccountToken"] is False  # the service never calls the API
     container = _container(objects)["securityContext"]
     assert container["allowPrivilegeEscalation"] is False
     assert container["capabilities"]["drop"] == ["ALL"]

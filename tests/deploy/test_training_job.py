@@ -142,6 +142,14 @@ def test_every_pod_runs_torchrun_on_the_shared_volume(gpu_config: PlatformConfig
     assert config_from_json(config_map["data"][ref["key"]]) == gpu_config
 
 
+def test_no_pod_gets_a_kubernetes_api_token(gpu_config: PlatformConfig) -> None:
+    """Training never calls the Kubernetes API: a token in the pod would only be something to
+    steal (the namespace's default service account)."""
+    specs = _docs(gpu_config, nodes=3)["PyTorchJob"]["spec"]["pytorchReplicaSpecs"]
+    for spec in specs.values():
+        assert spec["template"]["spec"]["automountServiceAccountToken"] is False
+
+
 def test_pod_templates_match_the_kubernetes_api_types(gpu_config: PlatformConfig) -> None:
     client = ApiClient()
     docs = _docs(gpu_config, nodes=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,48 @@ def test_tests_pass_before_a_run_starts_on_the_cluster_or_here() -> None:
     assert local["if"] == "env.KFP_HOST == ''"
     assert "--config configs/smoke.yaml" in local["run"]
     assert "retrain --if-drifted" in local["run"] and "aiinfra retrain\n" in local["run"]
+
+
+def _steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(job, step) for job, spec in workflow["jobs"].items() for step in spec["steps"]]
+
+
+def test_actions_are_pinned_by_commit() -> None:
+    """A tag of an action can be moved to other code; a commit cannot. The tag stays in a
+    comment for people and update tools."""
+    uses = [step["uses"] for _, step in _steps(load()) if "uses" in step]
+    assert {u.split("@")[0] for u in uses} >= {"actions/checkout", "actions/upload-artifact"}
+    text = WORKFLOW.read_text()
+    for use in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", use), use
+        assert re.search(rf"{re.escape(use)}  # v\d+\.\d+\.\d+$", text, re.MULTILINE), use
+
+
+def test_checkouts_leave_no_token_behind() -> None:
+    """Without persist-credentials: false, checkout writes the job's GitHub token into
+    .git/config, where every later step (and what it installs) can read it."""
+    workflow = load()
+    checkouts = [
+        (job, step)
+        for job, step in _steps(workflow)
+        if step.get("uses", "").startswith("actions/checkout@")
+    ]
+    assert {job for job, _ in checkouts} == set(workflow["jobs"])
+    for job, step in checkouts:
+        assert step.get("with", {}).get("persist-credentials") is False, job
+
+
+def test_the_kfp_token_reaches_only_the_step_that_submits() -> None:
+    workflow = load()
+    assert "KFP_TOKEN" not in workflow.get("env", {})
+    for job, spec in workflow["jobs"].items():
+        assert "KFP_TOKEN" not in spec.get("env", {}), job
+    holders = [
+        (job, step.get("name"))
+        for job, step in _steps(workflow)
+        if "KFP_TOKEN" in step.get("env", {})
+    ]
+    assert holders == [("retrain", "Submit a run to the cluster")]
+    steps = {step.get("name"): step for _, step in _steps(workflow)}
+    assert steps["Submit a run to the cluster"]["env"]["KFP_TOKEN"] == "${{ secrets.KFP_TOKEN }}"
+    assert WORKFLOW.read_text().count("secrets.KFP_TOKEN") == 1

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,20 +23,17 @@ from aiinfra.project.config import PlatformConfig
 from aiinfra.project.definition import load_project
 from aiinfra.release import registry
 from aiinfra.runtime.api import OnlineFeatures
-from aiinfra_cli.workflow import run_training, sample_request, start_serving, wait_for_version
+from aiinfra_cli.workflow import run_training, sample_request, wait_for_version
 from pipelines.local import PipelineFailed
-from tests.conftest import run_cli, smoke_config
-from tests.e2e.conftest import running_platform
+from tests.conftest import run_cli
+from tests.e2e.load import Load
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformConfig]:
-    # The service polls the registry only every 2 minutes: a deployment within seconds of
-    # a promotion can only come from the registry's webhook.
-    config = smoke_config(tmp_path_factory.mktemp("platform"), poll_seconds=120)
-    yield from running_platform(config)
+def platform(loan_platform: PlatformConfig) -> PlatformConfig:
+    return loan_platform
 
 
 def _request(config: PlatformConfig) -> dict[str, list[dict[str, object]]]:
@@ -50,13 +45,13 @@ def _online(config: PlatformConfig) -> OnlineFeatures:
 
 
 @pytest.fixture(scope="module")
-def first_run(platform: PlatformConfig):  # type: ignore[no-untyped-def]
-    return run_training(platform, commit="abc123def456")
+def first_run(loan_first_run):  # type: ignore[no-untyped-def]
+    return loan_first_run
 
 
 @pytest.fixture(scope="module")
-def service_url(platform: PlatformConfig, first_run) -> str:  # type: ignore[no-untyped-def]
-    return start_serving(platform)
+def service_url(loan_service_url: str) -> str:
+    return loan_service_url
 
 
 def _versions(config: PlatformConfig) -> list[str]:
@@ -244,37 +239,6 @@ def _cli(platform: PlatformConfig, *args: str) -> subprocess.CompletedProcess[st
         "AIINFRA_MLFLOW__TRACKING_URI": platform.mlflow.tracking_uri,
     }
     return run_cli(platform.home, *args, env=env)
-
-
-class Load:
-    """Clients sending predictions in a loop until stopped; every status code is kept."""
-
-    def __init__(self, url: str, body: dict[str, object], clients: int = 4) -> None:
-        self.url, self.body, self.statuses = url, body, []  # type: ignore[var-annotated]
-        self.versions: set[str] = set()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.post(f"{self.url}/predict", json=self.body)
-                    self.statuses.append(response.status_code)
-                    if response.status_code == 200:
-                        self.versions.add(response.json()["model_version"])
-                except httpx.HTTPError as exc:
-                    self.statuses.append(repr(exc))
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
 
 
 def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import psycopg2
 import pytest
 import redis
@@ -43,6 +45,20 @@ class Servers:
         self.redis_password = secrets.token_urlsafe(16)
 
 
+def _recording_redis_server(directory: Path) -> Path:
+    """A folder whose ``redis-server`` writes its arguments to DIRECTORY/redis-server.argv,
+    then runs the real one: Redis rewrites its process title once it runs, so its command
+    line is caught as the script gave it."""
+    real = shutil.which("redis-server")
+    assert real is not None
+    shim = directory / "bin" / "redis-server"
+    shim.parent.mkdir()
+    record = shlex.quote(str(directory / "redis-server.argv"))
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexec {shlex.quote(real)} "$@"\n')
+    shim.chmod(0o755)
+    return shim.parent
+
+
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
     check = subprocess.run([str(SCRIPT), "check"], capture_output=True, text=True)
@@ -59,7 +75,10 @@ def servers() -> Iterator[Servers]:
     os.environ.update(secret_env)
     try:
         start = [str(SCRIPT), "start", str(directory), str(found.pg_port), str(found.redis_port)]
-        done = subprocess.run(start, capture_output=True, text=True, timeout=180)
+        path = f"{_recording_redis_server(directory)}{os.pathsep}{os.environ['PATH']}"
+        done = subprocess.run(
+            start, capture_output=True, text=True, timeout=180, env={**os.environ, "PATH": path}
+        )
         if done.returncode != 0:
             pytest.fail(f"team services did not start:\n{done.stdout}\n{done.stderr}")
         yield found
@@ -71,6 +90,19 @@ def servers() -> Iterator[Servers]:
             else:
                 os.environ[name] = value
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_redis_password_is_on_no_command_line(servers: Servers) -> None:
+    # Any local user can read a command line; the password is in an owner-only file instead.
+    given = (servers.directory / "redis-server.argv").read_text()
+    assert "--port" in given and servers.redis_password not in given
+    pid = int((servers.directory / "redis.pid").read_text())
+    assert servers.redis_password not in " ".join(psutil.Process(pid).cmdline())
+    config = servers.directory / "redis.conf"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert redis.Redis(port=servers.redis_port, password=servers.redis_password).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=servers.redis_port).get("x")
 
 
 def team_config(home: Path, servers: Servers) -> PlatformConfig:

@@ -64,6 +64,7 @@ def _log_requests(home: Path, rows: pd.DataFrame, schema: Schema, demo: DemoData
     answer = {"probability": 0.1, "predicted_class": schema.classes[0]}
     response = {"model_name": MODEL, "model_version": "1", "predictions": [answer] * len(records)}
     assert log.record(records, response)
+    log.flush()  # written by the log's background thread
     (path,) = (home / "serving" / "predictions").glob("predictions-*.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == len(records)

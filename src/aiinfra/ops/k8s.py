@@ -1,15 +1,18 @@
 """Kubernetes manifests for the serving deployment, generated from the platform config.
 
-``serving_manifests`` returns plain dicts (ConfigMap, Deployment, Service, HorizontalPodAutoscaler)
-and ``to_yaml`` writes them as one multi-document file for ``kubectl apply -f``. Rollout: a new
-image or model version changes the pod template, so ``kubectl apply`` rolls the Deployment; with
-``maxUnavailable: 0`` and readiness on ``/readyz`` (true only once a ``@champion`` model is
-loaded), old pods keep the traffic until a new pod has its model.
+``serving_manifests`` returns plain dicts (ConfigMap, NetworkPolicy, Deployment, Service,
+HorizontalPodAutoscaler) and ``to_yaml`` writes them as one multi-document file for
+``kubectl apply -f``. Rollout: a new image or model version changes the pod template, so
+``kubectl apply`` rolls the Deployment; with ``maxUnavailable: 0`` and readiness on ``/readyz``
+(true only once a ``@champion`` model is loaded), old pods keep the traffic until a new pod has
+its model. A pod being replaced first waits ``DRAIN_SECONDS`` (endpoints stop sending it new
+requests), then gets SIGTERM and finishes the requests it has.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -25,6 +28,16 @@ RUN_AS_USER = 10001  # the `aiinfra` user created in the serving image
 MODEL_VERSION_ANNOTATION = "aiinfra.dev/model-version"
 CONFIG_HASH_ANNOTATION = "aiinfra.dev/config-sha256"
 CPU_TARGET_PERCENT = 70
+# The Host header of the kubelet's probes: the service refuses hosts not in
+# serving.allowed_hosts, and by default a probe would send the pod's IP.
+PROBE_HOST = "localhost"
+# preStop wait, so kube-proxy and ingresses stop routing to the pod before the server stops.
+DRAIN_SECONDS = 5
+# The longest a request may run (the service's traffic timeout) and so the server's graceful
+# shutdown (the serving image's CMD: --timeout-graceful-shutdown).
+GRACEFUL_SHUTDOWN_SECONDS = 30
+# Kubernetes kills the pod after this: drain, then in-flight requests, then a margin.
+TERMINATION_GRACE_SECONDS = DRAIN_SECONDS + GRACEFUL_SHUTDOWN_SECONDS + 10
 
 Manifest = dict[str, Any]
 
@@ -48,7 +61,11 @@ def _metadata(name: str, namespace: str) -> dict[str, Any]:
 
 def _probe(path: str, initial_delay: int, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": CONTAINER_PORT},
+        "httpGet": {
+            "path": path,
+            "port": CONTAINER_PORT,
+            "httpHeaders": [{"name": "Host", "value": PROBE_HOST}],
+        },
         "initialDelaySeconds": initial_delay,
         "periodSeconds": period,
         "timeoutSeconds": 3,
@@ -56,13 +73,52 @@ def _probe(path: str, initial_delay: int, period: int, failures: int) -> dict[st
     }
 
 
+def service_hosts(namespace: str) -> list[str]:
+    """The names the Service is reached by inside the cluster (default cluster domain)."""
+    return [
+        NAME,
+        f"{NAME}.{namespace}",
+        f"{NAME}.{namespace}.svc",
+        f"{NAME}.{namespace}.svc.cluster.local",
+    ]
+
+
+def pod_config(config: PlatformConfig, namespace: str = "aiinfra") -> PlatformConfig:
+    """The config the pods run with: the profile's, with the Service's names and the probes'
+    Host added to ``serving.allowed_hosts`` (the service refuses any other Host header)."""
+    allowed = [*config.serving.allowed_hosts, PROBE_HOST, *service_hosts(namespace)]
+    serving = config.serving.model_copy(update={"allowed_hosts": list(dict.fromkeys(allowed))})
+    return config.model_copy(update={"serving": serving})
+
+
 def config_map(config: PlatformConfig, namespace: str = "aiinfra") -> Manifest:
-    """The platform config as JSON, exposed to the container as ``AIINFRA_CONFIG_JSON``."""
+    """The pods' config (``pod_config``) as JSON, exposed as ``AIINFRA_CONFIG_JSON``."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(f"{NAME}-config", namespace),
-        "data": {CONFIG_KEY: config.to_json()},
+        "data": {CONFIG_KEY: pod_config(config, namespace).to_json()},
+    }
+
+
+def network_policy(namespace: str = "aiinfra", allow_namespaces: Sequence[str] = ()) -> Manifest:
+    """Ingress to the serving pods only on the serving port, and only from pods of the same
+    namespace and of ``allow_namespaces`` (e.g. an ingress controller's). Egress is left open:
+    the pods reach MLflow, the online store and the registry's artifact store."""
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]
+    peers += [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+        for name in allow_namespaces
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(NAME, namespace),
+        "spec": {
+            "podSelector": {"matchLabels": _selector()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": CONTAINER_PORT}]}],
+        },
     }
 
 
@@ -101,6 +157,9 @@ def deployment(
             "readOnlyRootFilesystem": False,  # BentoML writes under BENTOML_HOME=/tmp/bentoml
             "capabilities": {"drop": ["ALL"]},
         },
+        # An exec sleep (the image has coreutils) works on every cluster version, unlike
+        # lifecycle.preStop.sleep (Kubernetes 1.30+).
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(DRAIN_SECONDS)]}}},
     }
     annotations = {
         # Unpinned means "whatever @champion is": the service follows the alias by itself.
@@ -129,7 +188,9 @@ def deployment(
                         "runAsUser": RUN_AS_USER,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "terminationGracePeriodSeconds": 30,
+                    # The service never calls the Kubernetes API: no token in the pod.
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "containers": [container],
                 },
             },
@@ -188,8 +249,10 @@ def serving_manifests(
     replicas: int = 2,
     namespace: str = "aiinfra",
     model_version: str | None = None,
+    allow_namespaces: Sequence[str] = (),
 ) -> list[Manifest]:
-    """ConfigMap, Deployment, Service and HPA (``replicas`` to ``4 * replicas`` pods)."""
+    """ConfigMap, NetworkPolicy, Deployment, Service and HPA (``replicas`` to ``4 * replicas``
+    pods). Requests reach the pods from their own namespace and ``allow_namespaces`` only."""
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}")
     if not image:
@@ -197,6 +260,7 @@ def serving_manifests(
     cm = config_map(config, namespace)
     return [
         cm,
+        network_policy(namespace, allow_namespaces),
         deployment(
             image,
             cm["data"][CONFIG_KEY],

@@ -1,27 +1,37 @@
 """Long-running local services (MLflow server, BentoML server) as detached processes.
 
 Each service has a pid file and a log under ``<home>/run``; starting one that is already up
-and healthy is a no-op, so ``make run`` can be repeated.
+and healthy is a no-op, so ``make run`` can be repeated. The pid file records the process's
+start time too: a pid the kernel has since handed to another process is never signalled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+from cryptography.fernet import Fernet
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig
 from aiinfra.release import webhooks
+
+# MLflow encrypts the webhook secrets it stores with this key; unset, each server process
+# makes up its own, and a restarted server can no longer read the webhooks (listing answers 500).
+ENCRYPTION_KEY_ENV = "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ def mlflow_service(config: PlatformConfig) -> Service:
         # for a team server).
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "https,http",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        ENCRYPTION_KEY_ENV: webhook_encryption_key(config),
     }
     return Service("mlflow", command, env, f"http://{m.host}:{m.port}/health", config.run_dir)
 
@@ -81,13 +92,67 @@ def webhook_secret(config: PlatformConfig) -> str:
     from_env = os.environ.get(webhooks.SECRET_ENV)
     if from_env:
         return from_env
-    path = config.run_dir / "webhook.secret"
-    if not path.exists():
-        config.run_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    secret: str = path.read_text().strip()
-    return secret
+    return _kept_secret(config.run_dir / "webhook.secret", lambda: secrets.token_urlsafe(32))
+
+
+def webhook_encryption_key(config: PlatformConfig) -> str:
+    """The key the MLflow server encrypts stored webhook secrets with: from the environment,
+    else generated once for this home and kept (owner-only) in its run directory, so that a
+    restarted server still reads the webhooks it stored."""
+    from_env = os.environ.get(ENCRYPTION_KEY_ENV)
+    if from_env:
+        return from_env
+    path = config.run_dir / "mlflow-webhook.key"
+    # A file holding no valid key is replaced: MLflow cannot have started, nor encrypted
+    # anything, with it.
+    return _kept_secret(path, lambda: Fernet.generate_key().decode(), usable=_is_fernet_key)
+
+
+def _is_fernet_key(text: str) -> bool:
+    try:
+        Fernet(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _kept_secret(
+    path: Path, generate: Callable[[], str], usable: Callable[[str], bool] = bool
+) -> str:
+    """The secret kept in ``path``, made with ``generate`` when there is none yet, or when the
+    file holds none that is ``usable`` (an older version could leave it empty if it crashed
+    mid-write)."""
+    try:
+        kept = path.read_text().strip()
+    except FileNotFoundError:
+        # Created without replacing: two first uses at once agree on whichever came first.
+        _write_private(path, generate(), replace=False)
+    else:
+        if usable(kept):
+            return kept
+        _write_private(path, generate(), replace=True)
+    return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str, *, replace: bool) -> None:
+    """Write ``path`` owner-only and all at once: a temp file in the same directory (mkstemp
+    makes it 0600), flushed to disk, then moved into place, so a crash leaves the old file or
+    the new one, never a partial one. Without ``replace`` an existing file is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def bentoml_service(config: PlatformConfig) -> Service:
@@ -120,12 +185,40 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def running_pid(service: Service) -> int | None:
-    try:
-        pid = int(service.pid_file.read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+    """The pid of the service's process, if the one its pid file names is still that process:
+    same start time, and the service's program on its command line. A pid the kernel has
+    reused for another process since is not the service's."""
+    recorded = _read_pid_file(service.pid_file)
+    if recorded is None:
         return None
-    return pid
+    pid, started = recorded
+    try:
+        process = psutil.Process(pid)
+        if started is not None and abs(process.create_time() - started) > 0.01:
+            return None
+        if started is not None and process.status() == psutil.STATUS_ZOMBIE:
+            # Its leader exited (unreaped, it keeps the pid): its group may still hold workers.
+            return pid
+        return pid if service.command[0] in process.cmdline() else None
+    except psutil.Error:  # gone, or another user's
+        return None
+
+
+def _read_pid_file(path: Path) -> tuple[int, float | None] | None:
+    """(pid, start time) from a pid file; a bare pid (written by an older version) has no start
+    time, and only its command line is checked."""
+    try:
+        recorded = json.loads(path.read_text())
+        if isinstance(recorded, int):
+            return recorded, None
+        return int(recorded["pid"]), float(recorded["started"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_pid_file(service: Service, pid: int) -> None:
+    started = psutil.Process(pid).create_time()
+    _write_private(service.pid_file, json.dumps({"pid": pid, "started": started}), replace=True)
 
 
 def healthy(url: str) -> bool:
@@ -174,7 +267,7 @@ def start(service: Service, timeout: float = 120) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives the CLI that started it; stopped as a group
         )
-    service.pid_file.write_text(str(process.pid))
+    _write_pid_file(service, process.pid)
     if not wait_healthy(service.health_url, timeout):
         stop(service)
         tail = service.log_file.read_text(errors="replace")[-2000:]
@@ -205,5 +298,6 @@ def stop(service: Service, timeout: float = 20) -> bool:
         except ProcessLookupError:
             return True
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # the group left just now
+        os.killpg(pid, signal.SIGKILL)
     return True

@@ -71,6 +71,8 @@ def _pod_template(config: PlatformConfig, image: str, args: list[str], pvc: str)
                 "runAsUser": RUN_AS_USER,
                 "fsGroup": RUN_AS_USER,
             },
+            # torchrun meets its peers through the operator's env, never the Kubernetes API.
+            "automountServiceAccountToken": False,
             "containers": [container],
             "volumes": [
                 {"name": "workspace", "persistentVolumeClaim": {"claimName": pvc}},

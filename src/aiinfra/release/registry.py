@@ -213,7 +213,7 @@ def _champion_artifact(tracking_uri: str, name: str, path: str) -> tuple[str, st
     version = _alias(c, name, CHAMPION)
     if version is None:
         return None
-    run_id = c.get_model_version(name, version).run_id
+    run_id = str(c.get_model_version(name, version).run_id)
     folder = str(Path(path).parent)
     if path not in {f.path for f in c.list_artifacts(run_id, folder)}:
         return None  # a version registered before this artifact existed
