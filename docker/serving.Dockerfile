@@ -46,7 +46,6 @@ USER 10001:10001
 EXPOSE 3000
 # In a cluster the Service routes to the pod, so the server listens on all interfaces there;
 # locally `aiinfra serve` binds 127.0.0.1. Config arrives in AIINFRA_CONFIG_JSON. On SIGTERM
-# the server finishes requests in flight for up to 30 s (the service's request timeout; the
-# Deployment's grace period allows for it: aiinfra.ops.k8s.GRACEFUL_SHUTDOWN_SECONDS).
-CMD ["bentoml", "serve", "serving.service:ModelService", "--host", "0.0.0.0", "--port", "3000", \
-     "--timeout-graceful-shutdown", "30"]
+# the service drains: requests in flight finish for up to serving.drain_seconds while new
+# ones get 503 (the Deployment's grace period allows for it: aiinfra.ops.k8s).
+CMD ["bentoml", "serve", "serving.service:ModelService", "--host", "0.0.0.0", "--port", "3000"]

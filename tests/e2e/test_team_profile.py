@@ -6,24 +6,29 @@ Skip it with `-m "not team"`; without the server binaries it skips itself, namin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psutil
 import psycopg2
 import pytest
 import redis
+import tenacity
 import yaml
 
 from aiinfra.monitoring import retraining
+from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 from aiinfra.project.definition import load_project
 from aiinfra.release import registry
@@ -176,6 +181,92 @@ def test_the_service_answers_from_the_redis_online_store(
     model = registry.load_version(platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path)
     expected = model.predict(OnlineFeatures(platform, schema).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
+
+
+def _redis_process(servers: Servers) -> psutil.Process:
+    return psutil.Process(int((servers.directory / "redis.pid").read_text()))
+
+
+@contextlib.contextmanager
+def _redis_hung(servers: Servers) -> Iterator[None]:
+    """Redis stopped (SIGSTOP): the kernel still accepts connections, nothing answers on them."""
+    process = _redis_process(servers)
+    process.suspend()
+    try:
+        yield
+    finally:
+        process.resume()
+
+
+@contextlib.contextmanager
+def _redis_down(servers: Servers) -> Iterator[None]:
+    """Redis gone (connections refused), then started again with the arguments the script gave
+    it. It keeps nothing on disk by itself: a snapshot taken first brings the features back."""
+    client = redis.Redis(port=servers.redis_port, password=servers.redis_password)
+    client.save()
+    process = _redis_process(servers)
+    process.terminate()
+    process.wait(timeout=30)
+    try:
+        yield
+    finally:
+        real = shutil.which("redis-server")
+        assert real is not None
+        argv = (servers.directory / "redis-server.argv").read_text().splitlines()
+        subprocess.run([real, *argv], check=True, timeout=30)  # it daemonizes
+        answering = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(30),
+            wait=tenacity.wait_fixed(0.2),
+            retry=tenacity.retry_if_exception_type(redis.ConnectionError),
+            reraise=True,
+        )
+        answering(client.ping)
+    assert client.dbsize() > 0, "Redis came back without the features"
+
+
+def _until_ok(send: Callable[[], httpx.Response], seconds: float) -> httpx.Response:
+    """The first 200 within ``seconds``, else the last answer."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(seconds),
+        wait=tenacity.wait_fixed(0.5),
+        retry=tenacity.retry_if_result(lambda answer: answer.status_code != 200),
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+    )
+    answer: httpx.Response = retrying(send)
+    return answer
+
+
+@pytest.mark.parametrize(
+    "outage", [pytest.param(_redis_hung, id="hung"), pytest.param(_redis_down, id="down")]
+)
+def test_a_store_outage_answers_503_with_retry_after_and_recovers_without_a_restart(
+    platform: PlatformConfig,
+    servers: Servers,
+    outage: Callable[[Servers], contextlib.AbstractContextManager[None]],
+) -> None:
+    base_url = start_serving(platform)  # the service the test above started
+    pid = local_servers.running_pid(local_servers.bentoml_service(platform))
+    assert pid is not None
+    body = sample_request(platform, load_project(platform).schema)
+    retry_after = str(platform.serving.retry_after_seconds)
+    # The client waits past the service's 30 s traffic timeout, to see what a stalled request
+    # would get; a store failure must come back as a 503 well before it.
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with outage(servers):
+            for path in ("/predict", "/predict_batch"):
+                started = time.monotonic()
+                answer = http.post(path, json=body)
+                took = time.monotonic() - started
+                assert answer.status_code == 503, f"{path}: {answer.status_code} {answer.text}"
+                assert answer.headers.get("retry-after") == retry_after, answer.headers
+                assert took < 30, f"{path} answered 503 only after {took:.1f} s"
+            assert http.get("/readyz").status_code != 200
+        # The same process answers again once the store does, and says it is ready.
+        answer = _until_ok(lambda: http.post("/predict", json=body), 30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == "1"
+        assert http.get("/readyz").status_code == 200
+    assert local_servers.running_pid(local_servers.bentoml_service(platform)) == pid
 
 
 def test_drift_check_compares_recent_data_with_the_champions_reference(

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from aiinfra.project.config import PlatformConfig
+from aiinfra.project.config import PlatformConfig, config_from_json
 
 NAME = "aiinfra-serving"
 CONFIG_KEY = "AIINFRA_CONFIG_JSON"
@@ -33,11 +33,14 @@ CPU_TARGET_PERCENT = 70
 PROBE_HOST = "localhost"
 # preStop wait, so kube-proxy and ingresses stop routing to the pod before the server stops.
 DRAIN_SECONDS = 5
-# The longest a request may run (the service's traffic timeout) and so the server's graceful
-# shutdown (the serving image's CMD: --timeout-graceful-shutdown).
-GRACEFUL_SHUTDOWN_SECONDS = 30
-# Kubernetes kills the pod after this: drain, then in-flight requests, then a margin.
-TERMINATION_GRACE_SECONDS = DRAIN_SECONDS + GRACEFUL_SHUTDOWN_SECONDS + 10
+# Kubernetes kills the pod this long after preStop began: the preStop wait, the service's own
+# drain on SIGTERM (serving.drain_seconds: in-flight requests finish), then a margin.
+SHUTDOWN_MARGIN_SECONDS = 10
+
+
+def termination_grace_seconds(config: PlatformConfig) -> int:
+    return int(DRAIN_SECONDS + config.serving.drain_seconds + SHUTDOWN_MARGIN_SECONDS)
+
 
 Manifest = dict[str, Any]
 
@@ -190,7 +193,9 @@ def deployment(
                     },
                     # The service never calls the Kubernetes API: no token in the pod.
                     "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                    "terminationGracePeriodSeconds": termination_grace_seconds(
+                        config_from_json(config_json)
+                    ),
                     "containers": [container],
                 },
             },

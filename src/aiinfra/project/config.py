@@ -255,6 +255,9 @@ class ServingConfig(_Section):
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with every 503")
+    drain_seconds: float = Field(
+        20, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
 
     def trusted_hosts(self) -> list[str]:
         """The allow-list, with the address the service binds to when it is a specific one."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -144,9 +145,19 @@ class OnlineFeatures:
         self.schema = schema
         self.store = feature_store.open_store(config)
         self.available = True  # as of the last read
+        self._pinging = threading.Lock()
 
     def ping(self) -> bool:
-        """Whether the store answers now (a read of an entity nobody has)."""
+        """Whether the store answers now (a read of an entity nobody has). One ping at a
+        time: while a hung store holds one, other callers get False at once."""
+        if not self._pinging.acquire(blocking=False):
+            return False
+        try:
+            return self._ping()
+        finally:
+            self._pinging.release()
+
+    def _ping(self) -> bool:
         probe = {k.name: (0 if k.type == "int" else "") for k in self.schema.entities}
         probe.update({f.name: _probe_value(f) for f in self.schema.request_features})
         try:
@@ -165,8 +176,12 @@ class OnlineFeatures:
         except (ValueError, TypeError, OverflowError) as exc:  # the rows, not the store
             raise ValueError(f"the feature store cannot look these rows up: {exc}") from exc
         except Exception as exc:  # whatever else the store's client raises: it is unavailable
+            if self.available:  # logged once per outage, not once per request
+                log.warning("feature store unavailable: %r", exc)
             self.available = False
-            raise StoreUnavailable(f"feature store unavailable: {type(exc).__name__}") from exc
+            raise StoreUnavailable(f"feature store unavailable: {type(exc).__name__}") from None
+        if not self.available:
+            log.warning("feature store answers again")
         self.available = True
         frame = pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
         return frame, self._fs.missing_online(stored, self.schema)

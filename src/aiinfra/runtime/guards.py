@@ -7,6 +7,10 @@
 - A body over the configured limit gets 413, before anything parses it (the webhook's
   signature check included). The body is buffered here, at most the limit, and handed on.
 - Every 503 carries ``Retry-After``, so clients and proxies back off instead of hammering.
+- On SIGTERM the service drains (:class:`Drain`): requests already in flight finish, new ones
+  get 503 with ``Connection: close``; then the server's own shutdown runs. Without this the
+  server stops accepting at once while the listening socket stays open in BentoML's
+  supervisor, and every connection made meanwhile is reset unanswered.
 
 The ``Host`` allow-list (against DNS rebinding) is Starlette's ``TrustedHostMiddleware``,
 installed beside this one by the service.
@@ -15,6 +19,10 @@ installed beside this one by the service.
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
+from types import FrameType
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -23,19 +31,63 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
-class RequestGuard:
-    """ASGI middleware: content type, body size, and Retry-After on 503."""
+class Drain:
+    """Requests in flight, and whether the service is shutting down (shared by the guard,
+    which counts and refuses, and the service, which installs the signal handler)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, retry_after_seconds: int) -> None:
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+
+    def on_sigterm(self, timeout: float) -> None:
+        """From now on, SIGTERM starts a drain of at most ``timeout`` seconds and then hands
+        the signal to the handler it replaced (the server's, which stops and exits). Call it
+        from the main thread, after the server installed its own handlers."""
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self.draining:
+                return
+            self.draining = True
+
+            def finish() -> None:
+                deadline = time.monotonic() + timeout
+                while self.in_flight > 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if callable(previous):
+                    previous(signum, frame)
+
+            threading.Thread(target=finish, name="drain", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+
+
+class RequestGuard:
+    """ASGI middleware: draining, content type, body size, and Retry-After on 503."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, retry_after_seconds: int, drain: Drain
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.retry_after = str(retry_after_seconds).encode()
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         send = self._with_retry_after(send)
+        if self.drain.draining:
+            await _refuse(send, 503, "shutting down", [(b"connection", b"close")])
+            return
+        self.drain.in_flight += 1  # one event loop: no lock needed
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.drain.in_flight -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
@@ -99,17 +151,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def _refuse(
+    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload: dict[str, Any] = {"error": detail}
     body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
     )
     await send({"type": "http.response.body", "body": body})
