@@ -140,8 +140,9 @@ def test_hostile_field_values_get_a_4xx(
         assert 400 <= response.status_code < 500, response.text[:300]
 
 
-def test_a_signed_webhook_with_a_hostile_body_gets_a_4xx(loan_platform: PlatformConfig) -> None:
-    url = f"http://{loan_platform.serving.host}:{loan_platform.serving.port}"
+def test_a_signed_webhook_with_a_hostile_body_gets_a_4xx(
+    loan_platform: PlatformConfig, url: str
+) -> None:
     for content in (
         b"[]",
         b'"text"',
