@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -235,22 +237,67 @@ def test_soak_60s_at_concurrency_32_has_no_errors_and_flat_memory(
     assert end_rss <= warm_rss * 1.10, figures
 
 
-def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cleanly(
-    loan_platform: PlatformConfig, body: dict[str, Any]
-) -> None:
-    """A second service on the same home: SIGTERM (what Kubernetes sends) while 16 large
-    batches are in flight. Each in-flight request completes with 200; requests after it get
-    a refused connection or a 503, never a 500 or a dropped response."""
+@dataclass
+class Started:
+    service: local_servers.Service
+    url: str
+    live_after: float  # seconds from start to /livez answering, with the registry down
+    ready_while_down: int  # /readyz status then
+    retry_after: str | None  # its Retry-After header
+
+
+@pytest.fixture(scope="module")
+def started_while_mlflow_was_down(loan_platform: PlatformConfig, url: str) -> Iterator[Started]:
+    """A second service on the same home (with its @champion: ``url`` is the first's),
+    started while the MLflow server is down (a pod scheduled during a registry outage);
+    MLflow comes back once it is alive."""
     port = local_servers.free_port()
-    config = loan_platform.model_copy(
-        update={"serving": loan_platform.serving.model_copy(update={"port": port})}
-    )
-    service = local_servers.bentoml_service(config)
+    serving = loan_platform.serving.model_copy(update={"port": port, "poll_seconds": 1.0})
+    config = loan_platform.model_copy(update={"serving": serving})
+    plain = local_servers.bentoml_service(config)
     service = local_servers.Service(
-        "bentoml-shutdown", service.command, service.env, service.health_url, service.run_dir
+        "bentoml-second", plain.command, plain.env, plain.health_url, plain.run_dir
     )
-    local_servers.start(service, timeout=240)
-    url = f"http://127.0.0.1:{port}"
+    mlflow = local_servers.mlflow_service(loan_platform)
+    local_servers.stop(mlflow)
+    try:
+        began = time.monotonic()
+        local_servers.start(service, timeout=240)  # returns once /livez answers
+        live_after = time.monotonic() - began
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+    finally:
+        local_servers.start(mlflow)
+    yield Started(
+        service,
+        f"http://127.0.0.1:{port}",
+        live_after,
+        ready.status_code,
+        ready.headers.get("retry-after"),
+    )
+    local_servers.stop(service)
+
+
+def test_a_service_started_during_a_registry_outage_is_alive_at_once_and_ready_after_it(
+    started_while_mlflow_was_down: Started,
+) -> None:
+    """Before, the first champion load sat in MLflow's retries (minutes) before /livez
+    answered, and a startup probe killed the pod."""
+    started = started_while_mlflow_was_down
+    assert started.live_after < 90, started  # imports only, on a loaded 2-core machine
+    assert started.ready_while_down == 503 and started.retry_after is not None, started
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{started.url}/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "never ready after the registry came back"
+        time.sleep(0.5)
+
+
+def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cleanly(
+    started_while_mlflow_was_down: Started, body: dict[str, Any]
+) -> None:
+    """SIGTERM (what Kubernetes sends) while 16 large batches are in flight. Each in-flight
+    request completes with 200; requests after it get a 503 (the drain) or a refused
+    connection, never a 500 or a dropped response."""
+    service, url = started_while_mlflow_was_down.service, started_while_mlflow_was_down.url
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the second service never became ready"

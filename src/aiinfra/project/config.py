@@ -399,8 +399,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformCon
         raise FileNotFoundError(f"config file not found: {source}")
     raw.update(overrides)
     config = PlatformConfig(**raw)
-    if not config.home.is_absolute():
-        config.home = (Path.cwd() / config.home).resolve()
+    # Resolved once here (".." steps and links included): every state path is built under it.
+    config.home = (Path.cwd() / config.home).resolve()
     # A profile's relative project root starts at the profile's folder (as compose files do).
     base = source.parent if source.exists() else Path.cwd()
     config.project.root = (base / config.project.root).resolve()
