@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from scipy import stats
 
+import aiinfra.release.mlflow_plugins  # noqa: F401 (before any MLflow call)
 from aiinfra.project.config import PlatformConfig, RetrainingConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry

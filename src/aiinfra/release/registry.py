@@ -23,6 +23,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+import aiinfra.release.mlflow_plugins  # noqa: F401 (before any MLflow call)
 from aiinfra.project.schema import Schema
 from aiinfra.release.pyfunc import ARTIFACT_KEY
 from aiinfra.training.model import TabularModel

@@ -18,6 +18,8 @@ from typing import Any, Final
 
 from mlflow import MlflowClient
 
+import aiinfra.release.mlflow_plugins  # noqa: F401 (before any MLflow call)
+
 SIGNATURE_HEADER = "x-mlflow-signature"
 TIMESTAMP_HEADER = "x-mlflow-timestamp"
 DELIVERY_HEADER = "x-mlflow-delivery-id"
