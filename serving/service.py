@@ -6,7 +6,9 @@ when the service is imported, so the OpenAPI page shows the project's own fields
 starts even when no champion exists yet, reporting not ready on ``/readyz`` until one is
 loaded. The registry's webhook (``POST /hooks/mlflow``,
 HMAC-signed with ``AIINFRA_WEBHOOK_SECRET``) triggers a swap as soon as ``@champion`` moves;
-a poll every ``serving.poll_seconds`` catches anything a webhook missed.
+a poll every ``serving.poll_seconds`` catches anything a webhook missed. Before a request
+reaches an endpoint, ``aiinfra.runtime.guards`` refuses foreign hosts, non-JSON and oversized
+bodies, and drains on SIGTERM; a feature store that fails answers 503, never 500.
 """
 
 from __future__ import annotations
