@@ -28,11 +28,13 @@ $(STAMP): pyproject.toml constraints.txt requirements.in
 run: setup
 	$(BIN)/aiinfra --config $(CONFIG) quickstart
 
+# Two workers (the machine's two cores): an end-to-end module stays on one worker with its
+# platform home (xdist groups), so each home is built once.
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test-fast: setup
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e"
 
 check: setup
 	$(BIN)/ruff format --check .

@@ -20,7 +20,8 @@ from aiinfra.release import registry
 from tests.conftest import smoke_config
 from tests.e2e.conftest import running_platform
 
-pytestmark = pytest.mark.e2e
+# One worker runs a module (and its platform home) from start to end under `pytest -n`.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline_faults")]
 STEPS = [
     "build-training-set",
     "validate-data",

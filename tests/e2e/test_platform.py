@@ -28,7 +28,8 @@ from pipelines.local import PipelineFailed
 from tests.conftest import run_cli
 from tests.e2e.load import Load
 
-pytestmark = pytest.mark.e2e
+# One worker runs a module (and its platform home) from start to end under `pytest -n`.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("loan-platform")]
 
 
 @pytest.fixture(scope="module")
@@ -291,11 +292,13 @@ def test_a_broken_champion_is_never_served_and_the_old_one_stays_up(
 
 def test_webhook_rejects_unsigned_and_forged_deliveries(service_url: str) -> None:
     body = b'{"entity": "model_version_alias", "action": "created", "data": {}}'
-    unsigned = httpx.post(f"{service_url}/hooks/mlflow", content=body)
+    json_type = {"content-type": "application/json"}
+    unsigned = httpx.post(f"{service_url}/hooks/mlflow", content=body, headers=json_type)
     forged = httpx.post(
         f"{service_url}/hooks/mlflow",
         content=body,
         headers={
+            **json_type,
             "X-MLflow-Delivery-Id": "x",
             "X-MLflow-Timestamp": str(int(time.time())),
             "X-MLflow-Signature": "v1,Zm9yZ2Vk",

@@ -19,7 +19,8 @@ from pipelines.local import PipelineFailed
 from tests.conftest import smoke_config
 from tests.e2e.conftest import running_platform
 
-pytestmark = pytest.mark.e2e
+# One worker runs a module (and its platform home) from start to end under `pytest -n`.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("validation_gate")]
 
 Tables = dict[str, pd.DataFrame]
 

@@ -167,3 +167,22 @@ def test_a_saved_model_is_checked_before_anything_is_built_from_it(
     spec_path.write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="not one this project uses"):
         TabularModel.load(folder, trusted={"builtin:mlp"})
+
+
+def test_a_rollback_to_a_forced_champion_stays_servable(
+    fresh: PlatformConfig, training_frame: pd.DataFrame, model: TabularModel
+) -> None:
+    """v2 failed its gate and served by a forced promotion; after v3 and a rollback it is
+    champion again, and a service (re)started now still serves it."""
+    uri, name = fresh.mlflow.tracking_uri, fresh.model_name
+    v1 = register(fresh, training_frame, model)
+    v2 = register(fresh, training_frame, model, gate="failed")
+    v3 = register(fresh, training_frame, model)
+    registry.promote(uri, name, v1)
+    registry.promote(uri, name, v2, force=True)
+    registry.promote(uri, name, v3)
+    assert registry.rollback(uri, name) == v2
+    assert registry.version_tags(uri, name, v2)["promotion_forced"] == "true"
+    assert registry.history(uri, name)[-1].forced
+    slot = ChampionSlot(fresh)
+    assert slot.refresh() and slot.served is not None and slot.served.version == v2

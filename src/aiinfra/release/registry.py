@@ -318,9 +318,11 @@ def rollback(tracking_uri: str, name: str, actor: str | None = None, reason: str
     if len(lineage) < 2 or lineage[-1] != current:
         raise PromotionRefused(f"@champion of {name} (version {current}) has no previous version")
     target = lineage[-2]
-    _move_champion(
-        c, name, target, actor, reason or f"rollback from {current}", "rollback", False, current
-    )
+    # Back to a version that only served by a forced promotion: the rollback is forced too
+    # (recorded, so the service still accepts it).
+    forced = not passed_checks({**version_tags(tracking_uri, name, target), "promotion_forced": ""})
+    why = reason or f"rollback from {current}"
+    _move_champion(c, name, target, actor, why, "rollback", forced, current)
     return target
 
 
