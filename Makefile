@@ -28,13 +28,13 @@ $(STAMP): pyproject.toml constraints.txt requirements.in
 run: setup
 	$(BIN)/aiinfra --config $(CONFIG) quickstart
 
-# Two workers (the machine's two cores): an end-to-end module stays on one worker with its
-# platform home (xdist groups), so each home is built once.
+# Two workers (the machine's two cores); a test module stays on one worker with its platform
+# home (tests/conftest.py: pytest_xdist_make_scheduler), so each home is built once.
 test: setup
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2
 
 test-fast: setup
-	$(BIN)/pytest -n 2 --dist loadgroup -m "not e2e"
+	$(BIN)/pytest -n 2 -m "not e2e"
 
 check: setup
 	$(BIN)/ruff format --check .

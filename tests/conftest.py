@@ -103,3 +103,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform
     local_servers.start(service)
     yield config
     local_servers.stop(service)
+
+
+# Under `pytest -n` (make test): a test module runs on one worker from start to end, so its
+# module fixtures (a platform home, its servers) are built once and its tests keep their
+# order; modules that share a session-scoped home run on the same worker as well.
+SHARED_HOME = {"tests/e2e/test_service_hardening.py": "tests/e2e/test_platform.py"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_HOME.get(module, module)
+
+    return ByModule(config, log)

@@ -37,8 +37,7 @@ from aiinfra_cli.workflow import (
 from tests.conftest import profile_config
 from tests.e2e.conftest import running_platform
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("examples")]
+pytestmark = pytest.mark.e2e
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from aiinfra.release import registry
 from tests.conftest import smoke_config
 from tests.e2e.conftest import running_platform
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline_faults")]
+pytestmark = pytest.mark.e2e
 STEPS = [
     "build-training-set",
     "validate-data",

@@ -28,8 +28,7 @@ from pipelines.local import PipelineFailed
 from tests.conftest import run_cli
 from tests.e2e.load import Load
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("loan-platform")]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,7 @@ from aiinfra_cli.workflow import TrainingOutcome, run_training, start_serving, w
 from tests.conftest import profile_config
 from tests.e2e.conftest import running_platform
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("random_names")]
+pytestmark = pytest.mark.e2e
 
 ROWS = 400
 # Every column name of the loan example: none of them may reach the model of this project.

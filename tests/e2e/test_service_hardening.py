@@ -27,8 +27,7 @@ from aiinfra.release import webhooks
 from aiinfra_cli.workflow import sample_request
 from tests.e2e.load import Load
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("loan-platform")]
+pytestmark = pytest.mark.e2e
 ENDPOINTS = ("predict", "predict_batch")
 
 

@@ -37,7 +37,7 @@ from aiinfra_cli.workflow import run_training, sample_request, start_serving, wa
 from tests.conftest import SMOKE, free_port
 from tests.e2e.conftest import running_platform
 
-pytestmark = [pytest.mark.e2e, pytest.mark.team, pytest.mark.xdist_group("team_profile")]
+pytestmark = [pytest.mark.e2e, pytest.mark.team]
 
 SCRIPT = PROJECT_ROOT / "scripts" / "team-services.sh"
 TEAM = PROJECT_ROOT / "configs" / "team.yaml"

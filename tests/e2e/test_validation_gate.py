@@ -19,8 +19,7 @@ from pipelines.local import PipelineFailed
 from tests.conftest import smoke_config
 from tests.e2e.conftest import running_platform
 
-# One worker runs a module (and its platform home) from start to end under `pytest -n`.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("validation_gate")]
+pytestmark = pytest.mark.e2e
 
 Tables = dict[str, pd.DataFrame]
 
