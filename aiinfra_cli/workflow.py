@@ -148,12 +148,14 @@ def start_serving(config: PlatformConfig) -> str:
     local_servers.start(local_servers.bentoml_service(config), timeout=240)
     # The service loads @champion in the background (so it is alive while the registry is
     # slow): when there is one, "started" means answering with it.
-    if registry.alias_version(config.mlflow.tracking_uri, config.model_name, registry.CHAMPION):
-        if not local_servers.wait_healthy(f"{base_url}/readyz", timeout=120):
-            raise RuntimeError(
-                f"the service at {base_url} is up but not ready after 120 s: it could not load "
-                f"@champion or reach the feature store (see {config.run_dir / 'bentoml.log'})"
-            )
+    champion = registry.alias_version(
+        config.mlflow.tracking_uri, config.model_name, registry.CHAMPION
+    )
+    if champion is not None and not local_servers.wait_healthy(f"{base_url}/readyz", 120):
+        raise RuntimeError(
+            f"the service at {base_url} is up but not ready after 120 s: it could not load "
+            f"@champion or reach the feature store (see {config.run_dir / 'bentoml.log'})"
+        )
     return base_url
 
 
