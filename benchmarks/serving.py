@@ -225,6 +225,7 @@ def report(result: dict[str, Any]) -> str:
             lines.append(
                 f"throughput {name} / fastapi at concurrency {bento.concurrency}: {ratio:.2f}"
             )
+    lines.extend(_against_targets(load, bare_p99))
     moves = [float(t["moved_to_answer_s"]) for t in swaps]
     lines.append(
         f"\n@champion moved -> new version answering (webhook; poll every {POLL_SECONDS:.0f} s): "
@@ -234,6 +235,38 @@ def report(result: dict[str, Any]) -> str:
         f"non-200 answers while swapping: {sum(int(t['errors']) for t in swaps)}"
     )
     return "\n".join(lines)
+
+
+# Issue 11's targets: what the service adds to the bare lookup + forward, and its throughput
+# against the minimal FastAPI app doing the same lookup.
+ADDED_P99_MS = 2.0
+TARGET_RATIOS = {("bentoml", 1): 0.9, ("bentoml-batched", 32): 3.0}
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _against_targets(load: dict[str, list[LoadResult]], bare_p99: float) -> list[str]:
+    lines = ["\nagainst the targets"]
+    solo = next((r for r in load["bentoml"] if r.concurrency == 1), None)
+    if solo is not None:
+        added = solo.percentile_ms(99) - bare_p99
+        lines.append(
+            f"/predict added p99 at concurrency 1: {added:.2f} ms, target <= {ADDED_P99_MS} ms: "
+            f"{_verdict(added <= ADDED_P99_MS)}"
+        )
+    for (name, level), target in TARGET_RATIOS.items():
+        ours = next((r for r in load[name] if r.concurrency == level), None)
+        base = next((r for r in load["fastapi"] if r.concurrency == level), None)
+        if ours is None or base is None or not base.rps:
+            continue
+        ratio = ours.rps / base.rps
+        lines.append(
+            f"{name} / fastapi throughput at concurrency {level}: {ratio:.2f}, "
+            f"target >= {target}: {_verdict(ratio >= target)}"
+        )
+    return lines
 
 
 def main() -> None:

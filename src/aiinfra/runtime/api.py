@@ -127,6 +127,11 @@ def serving_schema(config: PlatformConfig) -> Schema:
         return recorded
 
 
+def _absent(value: Any) -> bool:
+    """No stored value: the store had none (None) or holds a null (NaN)."""
+    return value is None or value != value
+
+
 class UnknownEntities(ValueError):
     """Some rows name entities the online store has no features for."""
 
@@ -140,10 +145,16 @@ class OnlineFeatures:
 
     def __init__(self, config: PlatformConfig, schema: Schema) -> None:
         from aiinfra.data import feature_store
+        from aiinfra.data.online_reader import OnlineReader
 
-        self._fs = feature_store
         self.schema = schema
         self.store = feature_store.open_store(config)
+        # The feature service resolved once: a read is the store query and nothing else.
+        self._reader = (
+            OnlineReader(self.store, schema.feature_service) if schema.stored_features else None
+        )
+        self._stored = [f.name for f in schema.stored_features]
+        self._request = [f.name for f in schema.request_features]
         self.available = True  # as of the last read
         self._pinging = threading.Lock()
 
@@ -168,11 +179,11 @@ class OnlineFeatures:
 
     def lookup(self, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[int]]:
         """Model input for every row, and the positions of rows the store does not know."""
-        request = pd.DataFrame(rows)[[f.name for f in self.schema.request_features]]
-        if not self.schema.stored_features:
-            return request, []
+        request = {name: [row[name] for row in rows] for name in self._request}
+        if self._reader is None:
+            return pd.DataFrame(request, columns=self._request), []
         try:
-            stored = self._fs.online_features(self.store, self.schema, rows)
+            stored = self._reader.columns(rows)
         except (ValueError, TypeError, OverflowError) as exc:  # the rows, not the store
             raise ValueError(f"the feature store cannot look these rows up: {exc}") from exc
         except Exception as exc:  # whatever else the store's client raises: it is unavailable
@@ -183,8 +194,8 @@ class OnlineFeatures:
         if not self.available:
             log.warning("feature store answers again")
         self.available = True
-        frame = pd.concat([stored.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
-        return frame, self._fs.missing_online(stored, self.schema)
+        missing = [i for i in range(len(rows)) if any(_absent(stored[n][i]) for n in self._stored)]
+        return pd.DataFrame({**stored, **request}, columns=[*self._stored, *self._request]), missing
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Model input for ``rows``; raises UnknownEntities naming rows the store lacks."""
