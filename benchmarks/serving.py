@@ -21,6 +21,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from benchmarks.run import in_process
 
 # Long enough that every measured swap is the registry webhook's doing, not the poll's.
 POLL_SECONDS = 30.0
+FLOOR = "bentoml-floor"  # BentoML with the same types and a fixed answer (bento_floor.py)
 N_ROWS = 200  # the newest label rows as requests, cycled through
 
 
@@ -153,17 +155,36 @@ def time_swaps(
     return trials
 
 
+def floor_service(config: PlatformConfig, port: int) -> local_servers.Service:
+    """benchmarks/bento_floor.py under ``bentoml serve``, one worker, on loopback."""
+    bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
+    command = [
+        *(bentoml_bin, "serve", "benchmarks.bento_floor:FloorService"),
+        *("--working-dir", str(PROJECT_ROOT), "--host", "127.0.0.1", "--port", str(port)),
+    ]
+    env = {
+        "AIINFRA_CONFIG_JSON": config.to_json(),
+        "BENTOML_HOME": str(config.home / "bentoml-floor"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    return local_servers.Service(
+        FLOOR, command, env, f"http://127.0.0.1:{port}/readyz", config.run_dir
+    )
+
+
 def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> dict[str, Any]:
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         config = make_config(Path(tmp))
         mlflow, bento = local_servers.mlflow_service(config), local_servers.bentoml_service(config)
         fastapi = fastapi_app.service(config, local_servers.free_port())
+        floor = floor_service(config, local_servers.free_port())
         try:
             local_servers.start(mlflow)
             schema, first, second = build_platform(config, Path(tmp) / "work")
             start_serving(config)  # the BentoML service, wired to the registry webhook
             local_servers.start(fastapi, timeout=240)
+            local_servers.start(floor, timeout=240)
             rows = request_rows(config, schema)
             bare = bare_model(config, schema, first, rows, n=300)
             bodies = [json.dumps({"rows": [row]}).encode() for row in rows]
@@ -171,15 +192,18 @@ def bench(seconds: float, max_requests: int, levels: list[int], swaps: int) -> d
                 "bentoml": f"http://127.0.0.1:{config.serving.port}/predict",
                 "bentoml-batched": f"http://127.0.0.1:{config.serving.port}/predict_batch",
                 "fastapi": fastapi.health_url.replace("/readyz", "/predict"),
+                FLOOR: floor.health_url.replace("/readyz", "/predict"),
             }
             load: dict[str, list[LoadResult]] = {name: [] for name in urls}
             for level in levels:
                 for name, url in urls.items():
+                    if name == FLOOR and level != 1:
+                        continue  # the floor is a latency figure: concurrency 1 says it
                     load[name].append(run_load(url, bodies, level, max_requests, seconds))
             targets = [second if i % 2 == 0 else first for i in range(swaps)]
             swap = time_swaps(config, urls["bentoml"], bodies[0], targets)
         finally:
-            for service in (fastapi, bento, mlflow):
+            for service in (floor, fastapi, bento, mlflow):
                 local_servers.stop(service)
     # Other work on the machine skews every figure here; the 1-minute load averages say how much.
     return {"bare": bare, "load": load, "swaps": swap, "load_average": [before, os.getloadavg()[0]]}
@@ -214,13 +238,13 @@ def report(result: dict[str, Any]) -> str:
     lines.append("\nratios")
     for name, results in load.items():
         solo = next((r for r in results if r.concurrency == 1), None)
-        if solo is not None:
+        if solo is not None and name != FLOOR:
             added = solo.percentile_ms(99) - bare_p99
             lines.append(
                 f"added p99 at concurrency 1 ({name} - bare lookup+forward): {added:.2f} ms"
             )
     for name in ("bentoml", "bentoml-batched"):
-        for bento, fast in zip(load[name], load["fastapi"], strict=True):
+        for bento, fast in zip(load[name], load["fastapi"], strict=True):  # same levels
             ratio = bento.rps / fast.rps if fast.rps else float("nan")
             lines.append(
                 f"throughput {name} / fastapi at concurrency {bento.concurrency}: {ratio:.2f}"
@@ -250,12 +274,19 @@ def _verdict(ok: bool) -> str:
 def _against_targets(load: dict[str, list[LoadResult]], bare_p99: float) -> list[str]:
     lines = ["\nagainst the targets"]
     solo = next((r for r in load["bentoml"] if r.concurrency == 1), None)
+    floor = next((r for r in load.get(FLOOR, []) if r.concurrency == 1), None)
     if solo is not None:
         added = solo.percentile_ms(99) - bare_p99
         lines.append(
             f"/predict added p99 at concurrency 1: {added:.2f} ms, target <= {ADDED_P99_MS} ms: "
             f"{_verdict(added <= ADDED_P99_MS)}"
         )
+        if floor is not None:
+            lines.append(
+                f"  of which BentoML + the HTTP round trip alone (p99 of a fixed answer with the "
+                f"same types): {floor.percentile_ms(99):.2f} ms; the platform's own share: "
+                f"{added - floor.percentile_ms(99):.2f} ms"
+            )
     for (name, level), target in TARGET_RATIOS.items():
         ours = next((r for r in load[name] if r.concurrency == level), None)
         base = next((r for r in load["fastapi"] if r.concurrency == level), None)
