@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import psutil
 import psycopg2
 import pytest
@@ -27,6 +28,8 @@ import redis
 import tenacity
 import yaml
 
+from aiinfra.data import feature_store
+from aiinfra.data.online_reader import OnlineReader
 from aiinfra.monitoring import retraining
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
@@ -181,6 +184,24 @@ def test_the_service_answers_from_the_redis_online_store(
     model = registry.load_version(platform.mlflow.tracking_uri, platform.model_name, "1", tmp_path)
     expected = model.predict(OnlineFeatures(platform, schema).frame(body["rows"]))
     np.testing.assert_allclose(served, expected, rtol=1e-5)
+
+
+def test_the_online_reader_answers_what_feast_answers_on_redis(platform: PlatformConfig) -> None:
+    """Redis answers an unknown entity differently from sqlite (empty values, not no row):
+    the serving path's reader still matches get_online_features row for row."""
+    schema = load_project(platform).schema
+    store = feature_store.open_store(platform)
+    known = [
+        {k: row[k] for k in schema.entity_names} for row in sample_request(platform, schema)["rows"]
+    ]
+    unknown = {k.name: (999_999_999 if k.type == "int" else "none") for k in schema.entities}
+    half = {**known[0], **{k.name: unknown[k.name] for k in schema.entities[1:]}}
+    rows = [*known, unknown, half, known[0]]
+    names = [f.name for f in schema.stored_features]
+    ours = OnlineReader(store, schema.feature_service).read(rows)[names]
+    feast = feature_store.online_features(store, schema, rows)
+    pd.testing.assert_frame_equal(ours, feast, check_exact=True)
+    assert ours.iloc[: len(known)].notna().all().all() and ours.iloc[len(known)].isna().all()
 
 
 def _redis_process(servers: Servers) -> psutil.Process:
