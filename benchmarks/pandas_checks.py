@@ -39,7 +39,7 @@ def pandas_checks(frame: pd.DataFrame, schema: Schema, config: ValidationConfig)
     for f in schema.features:
         values = frame[f.name]
         if f.kind == "categorical":
-            if values.dtype.name not in STRING_TYPES:
+            if not _holds_strings(values):
                 failed.append(f"expect_column_values_to_be_in_type_list({f.name})")
             if f.categories and not values.dropna().isin(f.categories).all():
                 failed.append(f"expect_column_values_to_be_in_set({f.name})")
@@ -54,6 +54,16 @@ def pandas_checks(frame: pd.DataFrame, schema: Schema, config: ValidationConfig)
             failed.append(f"expect_column_values_to_be_between({f.name})")
     failed += _label_checks(frame[schema.label], schema, config)
     return failed
+
+
+def _holds_strings(values: pd.Series) -> bool:
+    """A string dtype and, in an object column, every value a ``str``: GX checks each value of
+    an object column against the type list, not only its dtype."""
+    if values.dtype.name not in STRING_TYPES:
+        return False
+    if values.dtype != object:
+        return True
+    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")  # one C pass
 
 
 def _label_checks(label: pd.Series, schema: Schema, config: ValidationConfig) -> list[str]:
