@@ -11,14 +11,17 @@ the platform's data folder:
   blood pressure measured at the visit (sent with each prediction request) and a clinic column
   the project does not declare (the platform ignores it).
 
-Timestamps are seeded and spread over the last ``days`` days up to today's midnight UTC, so the
-data stays fresh for validation whenever the example runs.
+Timestamps are seeded and spread over the ``days`` days before ``end``: a fixed day
+(``DEMO_END``) unless the settings name another, so the same settings write the same files on any
+day; the example's profile asks for ``end: today`` (midnight UTC of the clock's day), as its
+validation checks freshness against the clock.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +33,9 @@ REQUEST_FEATURE = "bp"  # measured at the visit, sent by the caller
 LABELS_FILE, FEATURES_FILE = "diabetes_labels.parquet", "diabetes_features.parquet"
 # scikit-learn's names of the six serum measurements, spelled out.
 RENAMED = {"s1": "tc", "s2": "ldl", "s3": "hdl", "s4": "tch", "s5": "ltg", "s6": "glucose"}
+# The fixed last day of the data: the tables end at its midnight UTC unless the settings say
+# otherwise.
+DEMO_END = date(2026, 11, 1)
 
 
 class DiabetesSettings(BaseModel):
@@ -37,13 +43,21 @@ class DiabetesSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    days: int = Field(90, ge=2, le=365, description="span of the visit times, ending today")
+    days: int = Field(90, ge=2, le=365, description="span of the visit times, ending at `end`")
+    end: date | Literal["today"] = Field(
+        DEMO_END, description="the data end at this day's midnight UTC; 'today': the clock's"
+    )
     seed: int = 5
 
 
-def default_end() -> datetime:
-    """Midnight UTC today: fresh relative to now, stable within a day."""
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def end_time(end: date | Literal["today"]) -> datetime:
+    """Midnight UTC of the ``end`` setting's day; the clock is read only for 'today'."""
+    day = end if isinstance(end, date) else _utc_today()  # 'today'
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def tables(settings: DiabetesSettings, end: datetime | None = None) -> dict[str, pd.DataFrame]:
@@ -53,7 +67,7 @@ def tables(settings: DiabetesSettings, end: datetime | None = None) -> dict[str,
     measured["age"] = measured["age"].round().astype("int64")
     measured["sex"] = measured["sex"].round().astype("int64")  # coded 1 or 2
     rng = np.random.default_rng(settings.seed)
-    end = end or default_end()
+    end = end or end_time(settings.end)
     span = timedelta(days=settings.days).total_seconds()
     visits = pd.Timestamp(end) - pd.to_timedelta(rng.uniform(1, span, len(measured)), unit="s")
     visits = visits.floor("s")

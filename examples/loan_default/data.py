@@ -10,13 +10,18 @@ Three tables, as a lending team would have them:
 
 The label depends on the features through a known, partly non-linear risk function, so a
 model that learns more of it scores measurably better.
+
+The tables end at a fixed day (``DEMO_END``) unless the settings name another ``end``: the
+same settings write the same files on any day. ``end: today`` (midnight UTC of the clock's day)
+is for profiles whose validation checks freshness against the clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +33,11 @@ LOAN_ID, APPLICANT_ID, ZIPCODE = "loan_id", "applicant_id", "zipcode"
 EVENT_TIMESTAMP, LABEL = "event_timestamp", "defaulted"
 PURPOSES = ("debt_consolidation", "home_improvement", "car", "education", "medical", "other")
 HOME_OWNERSHIP = ("rent", "own", "mortgage")
+# The demo's fixed last day: the tables end at its midnight UTC unless the settings say otherwise.
+DEMO_END = date(2026, 11, 1)
+# Every value is younger than the views' TTL (400 days in feature_repo/definitions.py) at every
+# loan: the oldest first profile is 59 days before the window opens.
+MAX_DAYS = 330
 
 
 class DataConfig(BaseModel):
@@ -38,7 +48,10 @@ class DataConfig(BaseModel):
     n_applicants: int = Field(2000, ge=10)
     n_zipcodes: int = Field(50, ge=2)
     n_loans: int = Field(8000, ge=50)
-    days: int = Field(120, ge=2, description="span of event timestamps, ending now")
+    days: int = Field(120, ge=2, le=MAX_DAYS, description="span of the loans, ending at `end`")
+    end: date | Literal["today"] = Field(
+        DEMO_END, description="the tables end at this day's midnight UTC; 'today': the clock's"
+    )
     seed: int = 7
 
 
@@ -58,13 +71,24 @@ class DemoData:
         return paths
 
 
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def end_time(end: date | Literal["today"]) -> datetime:
+    """Midnight UTC of the ``end`` setting's day; the clock is read only for 'today'."""
+    day = end if isinstance(end, date) else _utc_today()  # 'today'
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 def default_end() -> datetime:
-    """Midnight UTC today: data stays fresh relative to now, and stable within a day."""
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    """Where the tables of the default settings end."""
+    return end_time(DataConfig().end)
 
 
 def generate(config: DataConfig, end: datetime | None = None) -> DemoData:
-    end = end or default_end()
+    """The three tables; ``end`` overrides the settings' end (a test's fixed clock)."""
+    end = end or end_time(config.end)
     start = end - timedelta(days=config.days)
     rng = np.random.default_rng(config.seed)
     zipcodes = _zipcodes(rng, config, start, end)
@@ -83,7 +107,7 @@ def _zipcodes(
     names = _zip_names(c.n_zipcodes)
     base_income = rng.lognormal(np.log(62_000), 0.35, c.n_zipcodes)
     base_unemp = rng.beta(2, 30, c.n_zipcodes)
-    # Weekly snapshots from a week before the first loan, so every loan has one in the past.
+    # Weekly snapshots from a week before the window opens: every loan has one in its past.
     weeks = pd.date_range(start - timedelta(days=7), end, freq="7D", tz="UTC")
     rows = []
     for t_i, ts in enumerate(weeks):
@@ -170,7 +194,7 @@ def _loans(
         {
             LOAN_ID: np.arange(1, n + 1, dtype="int64"),
             APPLICANT_ID: applicant_ids.astype("int64"),
-            EVENT_TIMESTAMP: ts.floor("s"),
+            EVENT_TIMESTAMP: _one_per_second(applicant_ids, ts.floor("s")),
             "loan_amount": rng.lognormal(np.log(12_000), 0.7, n).clip(500, 100_000).round(2),
             "term_months": rng.choice([36, 60], n, p=[0.7, 0.3]).astype("int64"),
             "purpose": rng.choice(PURPOSES, n, p=[0.4, 0.15, 0.15, 0.1, 0.1, 0.1]),
@@ -181,9 +205,21 @@ def _loans(
     # The label comes from the features as they were when the loan was made.
     state = _as_of(loans, applicants, APPLICANT_ID)
     state = _as_of(state, zips.drop(columns="created"), ZIPCODE)
+    missing = state.columns[state.isna().any()]
+    if len(missing):  # never, by construction: each view has a value before every loan
+        raise RuntimeError(f"loans without a value of {list(missing)} at their time")
     risk = _risk(state, rng)
     loans[LABEL] = (rng.uniform(size=n) < risk).astype("int64")
     return loans.sort_values(LOAN_ID).reset_index(drop=True)
+
+
+def _one_per_second(applicant_ids: np.ndarray, ts: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The loan times, one of two loans of an applicant in the same second moved a second
+    earlier: (applicant, time) identifies a loan, as validation requires."""
+    frame = pd.DataFrame({APPLICANT_ID: applicant_ids, EVENT_TIMESTAMP: ts})
+    while (clash := frame.duplicated([APPLICANT_ID, EVENT_TIMESTAMP])).any():
+        frame.loc[clash, EVENT_TIMESTAMP] -= pd.Timedelta(seconds=1)
+    return pd.DatetimeIndex(frame[EVENT_TIMESTAMP])
 
 
 def _as_of(left: pd.DataFrame, right: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -10,14 +10,17 @@ Two tables, written into the platform's data folder:
   at grading time (sent with each prediction request) and a cellar column the project does not
   declare (the platform ignores it).
 
-Timestamps are seeded and spread over the last ``days`` days up to today's midnight UTC, so the
-data stays fresh for validation whenever the example runs.
+Timestamps are seeded and spread over the ``days`` days before ``end``: a fixed day
+(``DEMO_END``) unless the settings name another, so the same settings write the same files on any
+day; the example's profile asks for ``end: today`` (midnight UTC of the clock's day), as its
+validation checks freshness against the clock.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +32,9 @@ REQUEST_FEATURE = "color_intensity"  # measured at grading, sent by the caller
 LABELS_FILE, FEATURES_FILE = "wine_labels.parquet", "wine_features.parquet"
 # scikit-learn's column name has a slash, which a Feast field name cannot hold.
 RENAMED = {"od280/od315_of_diluted_wines": "od280_od315"}
+# The fixed last day of the data: the tables end at its midnight UTC unless the settings say
+# otherwise.
+DEMO_END = date(2026, 11, 1)
 
 
 class WineSettings(BaseModel):
@@ -36,13 +42,21 @@ class WineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    days: int = Field(60, ge=2, le=365, description="span of the grading times, ending today")
+    days: int = Field(60, ge=2, le=365, description="span of the grading times, ending at `end`")
+    end: date | Literal["today"] = Field(
+        DEMO_END, description="the data end at this day's midnight UTC; 'today': the clock's"
+    )
     seed: int = 11
 
 
-def default_end() -> datetime:
-    """Midnight UTC today: fresh relative to now, stable within a day."""
-    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def end_time(end: date | Literal["today"]) -> datetime:
+    """Midnight UTC of the ``end`` setting's day; the clock is read only for 'today'."""
+    day = end if isinstance(end, date) else _utc_today()  # 'today'
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def tables(settings: WineSettings, end: datetime | None = None) -> dict[str, pd.DataFrame]:
@@ -51,7 +65,7 @@ def tables(settings: WineSettings, end: datetime | None = None) -> dict[str, pd.
     measured = bunch.data.rename(columns=RENAMED).reset_index(drop=True)
     names = np.asarray(bunch.target_names)[bunch.target.to_numpy()]
     rng = np.random.default_rng(settings.seed)
-    end = end or default_end()
+    end = end or end_time(settings.end)
     span = timedelta(days=settings.days).total_seconds()
     graded = pd.Timestamp(end) - pd.to_timedelta(rng.uniform(1, span, len(measured)), unit="s")
     graded = graded.floor("s")

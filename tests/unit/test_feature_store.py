@@ -24,9 +24,8 @@ def store_env(  # type: ignore[no-untyped-def]
     demo: demo_data.DemoData,
 ):
     config = smoke_config(tmp_path_factory.mktemp("feast"))
-    if request.param != "file":
-        features = config.features.model_copy(update={"offline_store": {"type": request.param}})
-        config = config.model_copy(update={"features": features})
+    features = config.features.model_copy(update={"offline_store": {"type": request.param}})
+    config = config.model_copy(update={"features": features})
     demo.write(config.data_dir)
     store = feature_store.open_store(config)
     repo = feature_store.repo_objects(config)
@@ -68,8 +67,12 @@ def _reference(
 
 def test_the_offline_store_is_the_one_configured(store_env) -> None:  # type: ignore[no-untyped-def]
     config, store, _, _ = store_env
-    expected = config.features.offline_store.get("type", "file")
-    assert store.config.offline_store.type == expected
+    assert store.config.offline_store.type == config.features.offline_store["type"]
+
+
+def test_the_repo_default_is_duckdb(tmp_path: Path) -> None:
+    store = feature_store.open_store(smoke_config(tmp_path))
+    assert store.config.offline_store.type == "duckdb"
 
 
 def test_historical_features_are_point_in_time_correct(store_env, demo: demo_data.DemoData) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +112,7 @@ def test_online_read_returns_the_latest_materialized_row(
 ) -> None:  # type: ignore[no-untyped-def]
     _config, store, repo, schema = store_env
     feature_store.materialize(
-        store, repo, schema.feature_service, demo_data.default_end() + timedelta(days=1)
+        store, repo, schema.feature_service, demo.loans[EVENT_TIMESTAMP].max() + timedelta(days=1)
     )
     applicant = demo.applicants.sort_values(EVENT_TIMESTAMP).groupby(APPLICANT_ID).tail(1)
     row = applicant.iloc[0]

@@ -268,7 +268,7 @@ def test_definitions_are_plain_feast_in_order(shop: Scaffold) -> None:
     assert view.batch_source.created_timestamp_column == "created"
     store = yaml.safe_load((repo_dir / "feature_store.yaml").read_text())
     assert store["project"] == "my_shop_2024" and store["entity_key_serialization_version"] == 3
-    assert store["online_store"]["type"] == "sqlite" and store["offline_store"]["type"] == "file"
+    assert store["online_store"]["type"] == "sqlite" and store["offline_store"]["type"] == "duckdb"
 
 
 def test_the_training_set_joins_every_row_with_its_features(shop: Scaffold) -> None:

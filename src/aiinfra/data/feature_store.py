@@ -83,35 +83,74 @@ def historical_features(
     """Point-in-time join: each row gets the feature values as of its event time.
 
     Every entity row comes back, in input order. A row whose entity has no feature value at
-    that time (none yet, or only values older than the view's TTL) gets nulls: the file store
-    would drop such rows when no value precedes them at all, other stores keep them, and we
-    keep them everywhere, so validation names them instead of the training set silently
-    shrinking.
+    that time (none yet, or only values older than the view's TTL) gets nulls, on every store,
+    so validation names them instead of the training set silently shrinking.
     """
     stored = [f.name for f in schema.stored_features]
     if entity_df.empty:
         return entity_df.assign(**{name: pd.Series(dtype="float64") for name in stored})
-    tagged = entity_df.assign(**{_ROW_ID: np.arange(len(entity_df))})
-    merged = tagged
-    ts = schema.timestamp
     # Feast joins on a column named event_timestamp; microseconds are what every offline store
     # keeps (duckdb refuses finer timestamps). Only the lookup uses the floored times.
-    lookup_times = pd.to_datetime(tagged[ts], utc=True).dt.floor("us")
-    # One join per view: the file store drops a row from the whole result when any one view
-    # has no value before it, which would null the other views' perfectly good values.
-    for view_name, features in schema.views().items():
-        view = store.get_feature_view(view_name)
-        keys = [_ROW_ID, *view.join_keys]
-        entities = tagged[keys].assign(**{_EVENT_TIMESTAMP: lookup_times})
-        refs = [f"{view_name}:{f.name}" for f in features]
-        joined = store.get_historical_features(entity_df=entities, features=refs).to_df()
-        values = joined[[_ROW_ID, *(f.name for f in features)]]
-        merged = merged.merge(values, on=_ROW_ID, how="left", validate="one_to_one")
-    merged = merged.sort_values(_ROW_ID).drop(columns=_ROW_ID).reset_index(drop=True)
-    return merged[[*entity_df.columns, *stored]]
+    times = pd.to_datetime(entity_df[schema.timestamp], utc=True).dt.floor("us")
+    times = times.reset_index(drop=True)
+    groups = _retrieval_groups(store, schema)
+    frames = [_retrieve(store, views, entity_df, times) for views in groups]
+    joined = pd.concat([entity_df.reset_index(drop=True), *frames], axis=1, copy=False)
+    wanted = [*entity_df.columns, *stored]
+    return joined if list(joined.columns) == wanted else joined[wanted]
 
 
-_ROW_ID = "__aiinfra_row"
+def _answers_every_row(store: FeatureStore) -> bool:
+    """Whether the offline store returns every entity row it is sent. The file (dask) store
+    does not: it keeps one row per (join keys, event time), and drops a row from the whole
+    result when any one view of the call has no value before it."""
+    return str(store.config.offline_store.type) not in ("file", "dask")
+
+
+def _retrieval_groups(store: FeatureStore, schema: Schema) -> list[dict[str, list[Any]]]:
+    """The views to read per Feast call: all in one, or on the file store one call per view,
+    so a view without a value nulls only its own features."""
+    views = schema.views()
+    if _answers_every_row(store):
+        return [views]
+    return [{name: features} for name, features in views.items()]
+
+
+def _retrieve(
+    store: FeatureStore, views: dict[str, list[Any]], entity_df: pd.DataFrame, times: pd.Series
+) -> pd.DataFrame:
+    """One Feast call for ``views``: their features for every entity row, in input order."""
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(k for name in views for k in store.get_feature_view(name).join_keys))
+    lookups = pd.DataFrame({**{k: entity_df[k].to_numpy() for k in keys}, _EVENT_TIMESTAMP: times})
+    ids, request = _lookup_requests(lookups, collapse=not _answers_every_row(store))
+    refs = [f"{name}:{f.name}" for name, features in views.items() for f in features]
+    table = store.get_historical_features(entity_df=request, features=refs).to_arrow()
+    # Where each request's answer is in the result (-1: the store dropped it).
+    position = np.full(len(request), -1, dtype="int64")
+    position[table.column(_LOOKUP_ID).to_numpy()] = np.arange(table.num_rows)
+    rows = position[ids]
+    names = [f.name for features in views.values() for f in features]
+    frame: pd.DataFrame = table.select(names).take(pa.array(rows, mask=rows < 0)).to_pandas()
+    return frame
+
+
+def _lookup_requests(lookups: pd.DataFrame, collapse: bool) -> tuple[np.ndarray, pd.DataFrame]:
+    """The entity frame to send, each row tagged with an id, and per lookup the id answering
+    it. ``collapse``: send each distinct (join keys, event time) once, for a store that keeps
+    one result row per such pair; for the others deduplicating would only cost time."""
+    if collapse:
+        # ngroup numbers groups in order of first appearance, as drop_duplicates keeps them.
+        groups = lookups.groupby(list(lookups.columns), sort=False, dropna=False)
+        ids, request = groups.ngroup().to_numpy(), lookups.drop_duplicates(ignore_index=True)
+    else:
+        ids, request = np.arange(len(lookups)), lookups
+    request[_LOOKUP_ID] = np.arange(len(request))  # a frame of our own: no copy
+    return ids, request
+
+
+_LOOKUP_ID = "__aiinfra_lookup"
 _EVENT_TIMESTAMP = "event_timestamp"
 
 

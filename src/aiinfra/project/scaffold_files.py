@@ -110,7 +110,7 @@ online_store:
   type: sqlite
   path: ../.aiinfra/feast/online_store.db
 offline_store:
-  type: file
+  type: duckdb
 entity_key_serialization_version: 3
 """
 
