@@ -4,7 +4,8 @@ For the sqlite store (local profile) and Redis (team profile; skipped when `redi
 not installed), on the loan example with 5,000 loans, materialized:
 - `get_online_features(...).to_df()` (the baseline: the registry is resolved on every call),
 - `OnlineReader` (the serving path: the feature service resolved once, then the store's own
-  `online_read`; tests/unit/test_online_reader.py checks both answer the same),
+  `online_read`; tests/unit/test_online_reader.py checks both answer the same), as the values
+  by feature the service reads, and as the DataFrame `to_df()` gives,
 - the raw store query of the same keys (sqlite only): the floor.
 One and 50 entities per read. Targets (issue 11): one entity, p99 <= 1 ms on sqlite and
 <= 2 ms on Redis.
@@ -124,7 +125,9 @@ def measure(store_kind: str, online_store: dict[str, Any], iterations: int) -> l
         reader = OnlineReader(store, schema.feature_service)
         ways: dict[str, Callable[[list[Any]], Any]] = {
             "get_online_features": lambda b: feature_store.online_features(store, schema, b),
-            "OnlineReader": reader.read,
+            # What the service reads: values by feature (its request columns join them).
+            "OnlineReader": reader.columns,
+            "OnlineReader.read": reader.read,  # the same as a DataFrame, as to_df() gives
         }
         if store_kind == "sqlite":
             ways["raw query"] = _raw_sqlite(config, store, schema)
