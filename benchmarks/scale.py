@@ -43,20 +43,13 @@ import psutil
 
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, TrainingConfig, load_config
+from benchmarks.run import STEP_NAMES
 
 SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 DEFAULT_SIZES = "10k,100k,1m,5m"
-STEPS = [
-    "prepare",
-    "build-training-set",
-    "validate-data",
-    "train-model",
-    "evaluate-model",
-    "register-model",
-    "promote-model",
-    "validate-vs-champion",
-    "evaluate-vs-champion",
-]
+# The pipeline's steps, after preparing the data, then validation and evaluation again once the
+# first version is the champion (a fresh home has none to compare with).
+STEPS = ["prepare", *STEP_NAMES, "validate-vs-champion", "evaluate-vs-champion"]
 MIB = 1024 * 1024
 
 
