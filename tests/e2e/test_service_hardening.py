@@ -291,12 +291,17 @@ def test_a_service_started_during_a_registry_outage_is_alive_at_once_and_ready_a
         time.sleep(0.5)
 
 
+IN_FLIGHT = 64
+
+
 def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cleanly(
     started_while_mlflow_was_down: Started, body: dict[str, Any]
 ) -> None:
-    """SIGTERM (what Kubernetes sends) while 16 large batches are in flight. Each in-flight
+    """SIGTERM (what Kubernetes sends) while large batches are in flight. Each in-flight
     request completes with 200; requests after it get a 503 (the drain) or a refused
-    connection, never a 500 or a dropped response."""
+    connection, never a 500 or a dropped response. Enough batches that some are still being
+    worked on when the signal comes (the lookups got fast: 16 could all be answered within
+    the second the test waits, and then there is no drain to test)."""
     service, url = started_while_mlflow_was_down.service, started_while_mlflow_was_down.url
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
@@ -315,8 +320,8 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cle
         except httpx.HTTPError as exc:
             return repr(exc)
 
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        in_flight = [pool.submit(one) for _ in range(16)]
+    with ThreadPoolExecutor(max_workers=IN_FLIGHT + 16) as pool:
+        in_flight = [pool.submit(one) for _ in range(IN_FLIGHT)]
         time.sleep(1.0)  # all sent and being worked on
         pid = local_servers.running_pid(service)
         assert pid is not None
