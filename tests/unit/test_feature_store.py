@@ -3,6 +3,7 @@ independent pandas join, online reads, and what the definitions carry."""
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from aiinfra.data import feature_store
 from aiinfra.project.definition import load_project
 from aiinfra.project.schema import Schema
+from aiinfra.runtime.api import OnlineFeatures
 from examples.loan_default import data as demo_data
 from examples.loan_default.data import APPLICANT_ID, EVENT_TIMESTAMP, LOAN_ID, ZIPCODE
 from tests.conftest import smoke_config
@@ -110,7 +112,7 @@ def test_historical_features_are_point_in_time_correct(store_env, demo: demo_dat
 def test_online_read_returns_the_latest_materialized_row(
     store_env, demo: demo_data.DemoData
 ) -> None:  # type: ignore[no-untyped-def]
-    _config, store, repo, schema = store_env
+    config, store, repo, schema = store_env
     feature_store.materialize(
         store, repo, schema.feature_service, demo.loans[EVENT_TIMESTAMP].max() + timedelta(days=1)
     )
@@ -123,15 +125,26 @@ def test_online_read_returns_the_latest_materialized_row(
     )
     assert online.loc[0, "credit_score"] == row["credit_score"]
     assert online.loc[0, "debt_to_income"] == pytest.approx(row["debt_to_income"])
-    assert feature_store.missing_online(online, schema) == []
+    keys = {APPLICANT_ID: int(row[APPLICANT_ID]), ZIPCODE: row[ZIPCODE]}
+    assert _missing_when_served(config, schema, [keys]) == []
+
+
+def _missing_when_served(config: Any, schema: Schema, keys: list[dict[str, Any]]) -> list[int]:
+    """The rows the serving path reports as unknown (request features filled in)."""
+    fill = {
+        f.name: (f.categories[0] if f.categories else f.min_value or 0)
+        for f in schema.request_features
+    }
+    _, missing = OnlineFeatures(config, schema).lookup([{**k, **fill} for k in keys])
+    return missing
 
 
 def test_unknown_entity_is_reported_missing(store_env) -> None:  # type: ignore[no-untyped-def]
-    _, store, _, schema = store_env
-    online = feature_store.online_features(
-        store, schema, [{APPLICANT_ID: 999_999, ZIPCODE: "00000"}]
-    )
-    assert feature_store.missing_online(online, schema) == [0]
+    config, store, _, schema = store_env
+    unknown = {APPLICANT_ID: 999_999, ZIPCODE: "00000"}
+    online = feature_store.online_features(store, schema, [unknown])
+    assert online.isna().all(axis=None)
+    assert _missing_when_served(config, schema, [unknown]) == [0]
 
 
 def test_definitions_carry_descriptions_and_owners(store_env) -> None:  # type: ignore[no-untyped-def]

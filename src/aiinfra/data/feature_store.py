@@ -157,7 +157,9 @@ _EVENT_TIMESTAMP = "event_timestamp"
 def online_features(
     store: FeatureStore, schema: Schema, rows: list[dict[str, Any]]
 ) -> pd.DataFrame:
-    """The latest materialized values of the stored features for each row, in input order."""
+    """The latest materialized values of the stored features for each row, in input order,
+    through Feast's full ``get_online_features``: the reference the serving path's
+    ``online_reader.OnlineReader`` is tested and benchmarked against."""
     keys = _join_keys(store, schema)
     entity_rows = [{key: row[key] for key in keys} for row in rows]
     result = store.get_online_features(
@@ -173,9 +175,3 @@ def _join_keys(store: FeatureStore, schema: Schema) -> list[str]:
             if key not in keys:
                 keys.append(key)
     return keys
-
-
-def missing_online(frame: pd.DataFrame, schema: Schema) -> list[int]:
-    """Positions of rows the online store had no values for."""
-    names = [f.name for f in schema.stored_features]
-    return [int(i) for i in np.flatnonzero(frame[names].isna().any(axis=1).to_numpy())]
