@@ -297,11 +297,12 @@ IN_FLIGHT = 64
 def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cleanly(
     started_while_mlflow_was_down: Started, body: dict[str, Any]
 ) -> None:
-    """SIGTERM (what Kubernetes sends) while large batches are in flight. Each in-flight
-    request completes with 200; requests after it get a 503 (the drain) or a refused
-    connection, never a 500 or a dropped response. Enough batches that some are still being
-    worked on when the signal comes (the lookups got fast: 16 could all be answered within
-    the second the test waits, and then there is no drain to test)."""
+    """SIGTERM (what Kubernetes sends) while large batches are in flight. Every request the
+    server took before the signal completes with 200, and some of those complete after it (so
+    the drain had work to finish); a request that reached the server after the signal gets the
+    drain's 503, later ones a 503 or a refused connection; never a 500, a shed request or a
+    dropped response. On a loaded machine not all of the burst reaches the server before the
+    signal, so which requests were "in flight" is read from each answer, not assumed."""
     service, url = started_while_mlflow_was_down.service, started_while_mlflow_was_down.url
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
@@ -309,20 +310,22 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cle
         time.sleep(0.5)
     big = json.dumps({"rows": body["rows"] * 1000}).encode()
 
-    def one() -> int | str:
+    def one() -> tuple[int | str, str, float]:
         try:
-            return httpx.post(
+            response = httpx.post(
                 f"{url}/predict_batch",
                 content=big,
                 headers={"content-type": "application/json"},
                 timeout=60,
-            ).status_code
+            )
+            detail = response.text[:200] if response.status_code != 200 else ""
+            return response.status_code, detail, time.monotonic()
         except httpx.HTTPError as exc:
-            return repr(exc)
+            return repr(exc), "", time.monotonic()
 
     with ThreadPoolExecutor(max_workers=IN_FLIGHT + 16) as pool:
         in_flight = [pool.submit(one) for _ in range(IN_FLIGHT)]
-        time.sleep(1.0)  # all sent and being worked on
+        time.sleep(1.0)  # most sent and being worked on
         pid = local_servers.running_pid(service)
         assert pid is not None
         started_stop = time.monotonic()
@@ -332,10 +335,16 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cle
         results = [f.result() for f in in_flight]
         late = [f.result() for f in after]
         assert stopper.result()
+    finished = [r for r in results if r[0] == 200]
+    # the drain's answer to a request that reached the server after the signal
+    drained = [r for r in results if r[0] == 503 and "shutting down" in r[1]]
     print(
-        f"\nshutdown: in flight {len(results)}, failed {sum(r != 200 for r in results)}, "
-        f"stopped in {time.monotonic() - started_stop:.1f}s, after-SIGTERM answers {late}"
+        f"\nshutdown: sent {len(results)}, answered 200 {len(finished)} "
+        f"({sum(r[2] > started_stop for r in finished)} after the signal), drained "
+        f"{len(drained)}, stopped in {time.monotonic() - started_stop:.1f}s, "
+        f"after-SIGTERM answers {[r[0] for r in late]}"
     )
-    assert results == [200] * len(results), results
-    for outcome in late:
+    assert len(finished) + len(drained) == len(results), [r[:2] for r in results]
+    assert any(r[2] > started_stop for r in finished), "no request was left for the drain"
+    for outcome, _, _ in late:
         assert outcome == 503 or "ConnectError" in str(outcome), late
