@@ -8,9 +8,13 @@ def build_training_set(config: str, training_set: Output[Dataset]) -> str:
     data hash."""
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
+    from aiinfra.project.feast_import import import_feast_lean
     from aiinfra.steps import build_training_set as step
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
+    import_feast_lean()  # this process needs Feast, not torch nor Feast's import-time checks
     info = step(config_from_json(config), Path(training_set.path))
     training_set.metadata.update(
         {
@@ -30,9 +34,11 @@ def validate_data(
     data."""
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import validate_training_set
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     validate_training_set(
         config_from_json(config), Path(training_set.path), Path(summary.path), Path(report.path)
     )

@@ -25,9 +25,11 @@ def train_model(
     import json
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import train_model as step
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     summary = step(
         config_from_json(config), Path(training_set.path), Path(model.path), json.loads(search)
     )
@@ -44,9 +46,11 @@ def search_hyperparameters(config: str, training_set: Input[Dataset], pipeline_r
     import json
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import search_hyperparameters as step
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     return json.dumps(step(config_from_json(config), Path(training_set.path), pipeline_run))
 
 
@@ -65,9 +69,11 @@ def evaluate_model(
     """
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import evaluate_model as step
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     result = step(config_from_json(config), Path(training_set.path), Path(model.path))
     for key, value in result.challenger.items():
         metrics.log_metric(f"challenger_{key}", value)
@@ -98,11 +104,13 @@ def register_model(
     """Log the MLflow run and register a version with lineage tags; returns the version."""
     from pathlib import Path
 
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import Evaluation
     from aiinfra.steps import register_model as step
     from aiinfra.training.job import TrainingSummary
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     lineage = {"git_commit": git_commit, "pipeline_run": pipeline_run}
     return step(
         config_from_json(config),
@@ -117,7 +125,9 @@ def register_model(
 
 def promote_model(config: str, version: str, pipeline_run: str) -> str:
     """Move @champion to ``version``; returns the version it replaced ("none" if first)."""
+    from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import promote_model as step
 
+    exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     return step(config_from_json(config), version, pipeline_run) or "none"

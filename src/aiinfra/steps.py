@@ -13,18 +13,17 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiinfra.data import drift, validation
-from aiinfra.data.training_set import build_training_set as build_rows
-from aiinfra.data.training_set import ignored_columns, read_training_set, write_training_set
-from aiinfra.monitoring import retraining
 from aiinfra.project.config import PlatformConfig
-from aiinfra.project.definition import Project, load_project, metric_for
-from aiinfra.release import gate, metrics, plots, registry
-from aiinfra.training import distributed, launcher, search, train
-from aiinfra.training.job import TrainingSummary, checkpoint_dir_for, train_to_directory
-from aiinfra.training.model import TabularModel, check_network, trusted_entry_points
+
+# Each step imports what it uses inside its function: a pipeline task runs one step in a fresh
+# process, and importing the libraries of every step (torch, MLflow, Feast, GX, scikit-learn,
+# matplotlib) would cost each task seconds it does not need (benchmarks/run.py measures it).
+if TYPE_CHECKING:
+    from aiinfra.data.validation import ValidationReport
+    from aiinfra.project.definition import Project
+    from aiinfra.training.job import TrainingSummary
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,8 @@ def check_project(config: PlatformConfig) -> Project:
     """Load the project and build its network once on dummy input: every definition error
     (files, columns, types, classes, metric, model entry point) surfaces here, before any
     pipeline task runs. Raises ProjectError."""
-    from aiinfra.project.definition import ProjectError
+    from aiinfra.project.definition import ProjectError, load_project
+    from aiinfra.training.model import check_network
 
     project = load_project(config)
     schema = project.schema
@@ -55,12 +55,17 @@ class TrainingSetInfo:
 
 def build_training_set(config: PlatformConfig, output: Path) -> TrainingSetInfo:
     """Point-in-time join of the label table with the project's Feast feature service."""
+    from aiinfra.data.training_set import build_training_set as build_rows
+    from aiinfra.data.training_set import write_training_set
+    from aiinfra.project.definition import load_project
+    from aiinfra.release.metrics import frame_hash
+
     project = load_project(config)
     frame = build_rows(config, project)
     write_training_set(frame, project.schema, output, project.ignored_columns)
     return TrainingSetInfo(
         len(frame),
-        metrics.frame_hash(frame),
+        frame_hash(frame),
         project.schema.feature_service,
         project.ignored_columns,
     )
@@ -71,9 +76,13 @@ def validate_training_set(
     training_set: Path,
     markdown_out: Path,
     html_out: Path | None = None,
-) -> validation.ValidationReport:
+) -> ValidationReport:
     """Run the suite and the drift tests against the champion's training data; write the
     report; raise DataValidationError if the data failed."""
+    from aiinfra.data import validation
+    from aiinfra.data.training_set import ignored_columns, read_training_set
+    from aiinfra.release import registry
+
     frame, schema = read_training_set(training_set)
     c = registry.client(config.mlflow.tracking_uri)
     found = registry.champion_reference(config.mlflow.tracking_uri, config.model_name)
@@ -109,6 +118,9 @@ def train_model(
     Checkpoints go beside the model output unless ``training.checkpoint_dir`` says otherwise,
     so a restarted task resumes. With ``training.nproc_per_node`` > 1 the task runs torchrun.
     """
+    from aiinfra.training import distributed, launcher
+    from aiinfra.training.job import TrainingSummary, checkpoint_dir_for, train_to_directory
+
     outcome = search_outcome or {}
     hyperparameters = outcome.get("hyperparameters", {})
     checkpoints = checkpoint_dir_for(config, model_dir)
@@ -128,6 +140,10 @@ def search_hyperparameters(
     config: PlatformConfig, training_set: Path, pipeline_run: str
 ) -> dict[str, Any]:
     """Optuna trials on the training part (each an MLflow child run); the best settings."""
+    from aiinfra.data.training_set import read_training_set
+    from aiinfra.release import registry
+    from aiinfra.training import search, train
+
     frame, schema = read_training_set(training_set)
     train_part, _ = train.split_by_time(frame, config.training.eval_fraction, schema)
     c = registry.client(config.mlflow.tracking_uri)
@@ -178,6 +194,12 @@ class Evaluation:
 
 def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> Evaluation:
     """Score the new model and the current @champion on the same held-out rows; apply the gate."""
+    from aiinfra.data.training_set import read_training_set
+    from aiinfra.project.definition import metric_for
+    from aiinfra.release import gate, metrics, registry
+    from aiinfra.training import train
+    from aiinfra.training.model import TabularModel, trusted_entry_points
+
     frame, schema = read_training_set(training_set)
     _, eval_part = train.split_by_time(frame, config.training.eval_fraction, schema)
     root = config.project.root
@@ -224,6 +246,8 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
 
 def evaluation_figures(evaluation: Evaluation) -> dict[str, Any]:
     """The plots of the evaluation that fit its task."""
+    from aiinfra.release import plots
+
     figures: dict[str, Any] = {}
     if evaluation.roc is not None:
         figures["roc.png"] = plots.roc_figure(evaluation.roc, evaluation.champion_roc)
@@ -247,6 +271,13 @@ def register_model(
 ) -> str:
     """Log the run and register a version tagged with its lineage and its checks (once per
     pipeline run: a retried task returns the version registered before)."""
+    from aiinfra.data import drift
+    from aiinfra.data.training_set import read_training_set
+    from aiinfra.monitoring import retraining
+    from aiinfra.release import metrics, registry
+    from aiinfra.training import search
+    from aiinfra.training.model import TabularModel
+
     c = registry.client(config.mlflow.tracking_uri)
     run = lineage.get("pipeline_run")
     if run and (done := registry.version_of_run(c, config.model_name, run)) is not None:
@@ -321,6 +352,8 @@ def register_model(
 
 
 def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> str | None:
+    from aiinfra.release import registry
+
     previous: str | None = registry.promote(
         config.mlflow.tracking_uri,
         config.model_name,

@@ -11,14 +11,17 @@ Which direction is better is a property of the metric (:data:`LOWER_IS_BETTER`);
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from aiinfra.project.schema import Schema, Task
-from aiinfra.training.model import TabularModel
+
+# scikit-learn and torch (through the model) are imported where a score is computed: the gate
+# and the data hash, used by tasks that score nothing, stay light.
+if TYPE_CHECKING:
+    from aiinfra.training.model import TabularModel
 
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 # Figures reported beside the metrics, never compared by the gate.
@@ -39,6 +42,8 @@ def score_predictions(
     task: Task, labels: pd.Series | np.ndarray, predicted: np.ndarray, classes: list[Any]
 ) -> dict[str, float]:
     """The task's metrics for ``predicted`` (what :meth:`TabularModel.predict` returns)."""
+    from sklearn import metrics as skm
+
     y = np.asarray(labels)
     if task == "regression":
         error = predicted - y.astype("float64")
@@ -68,6 +73,8 @@ def score_predictions(
 
 def score_probabilities(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Binary metrics of P(positive) ``p`` against 0/1 labels ``y``."""
+    from sklearn import metrics as skm
+
     predicted = (p >= threshold).astype(int)
     both_classes = len(np.unique(y)) == 2
     loss = float(skm.log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1]))
@@ -90,6 +97,8 @@ def predicted_classes(model: TabularModel, predicted: np.ndarray) -> list[Any]:
 
 def confusion(model: TabularModel, frame: pd.DataFrame, schema: Schema) -> list[list[int]]:
     """Rows: actual class, columns: predicted class, in the model's class order."""
+    from sklearn import metrics as skm
+
     chosen = predicted_classes(model, model.predict(frame))
     matrix = skm.confusion_matrix(frame[schema.label].tolist(), chosen, labels=model.classes)
     return [[int(v) for v in row] for row in matrix]
@@ -99,6 +108,8 @@ def roc_points(
     model: TabularModel, frame: pd.DataFrame, schema: Schema, max_points: int = 101
 ) -> dict[str, list[float]]:
     """The ROC curve of a binary model, thinned to at most ``max_points``."""
+    from sklearn import metrics as skm
+
     y = (frame[schema.label].to_numpy() == model.classes[1]).astype(int)
     fpr, tpr, thresholds = skm.roc_curve(y, model.predict(frame))
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))

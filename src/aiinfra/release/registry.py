@@ -14,10 +14,9 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
@@ -25,8 +24,13 @@ from mlflow.models import infer_signature
 
 import aiinfra.release.mlflow_plugins  # noqa: F401 (before any MLflow call)
 from aiinfra.project.schema import Schema
-from aiinfra.release.pyfunc import ARTIFACT_KEY
-from aiinfra.training.model import TabularModel
+
+# torch (through the model) is imported where a model is loaded: reading and moving aliases
+# (validation, promotion, the CLI) does without it.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from aiinfra.training.model import TabularModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -89,6 +93,8 @@ def log_and_register(
     ``history`` holds one row of metrics per epoch (with its ``epoch``), logged as series.
     The version gets ``tags`` at creation and the ``@challenger`` alias.
     """
+    from aiinfra.release.pyfunc import ARTIFACT_KEY
+
     features = example[list(model.encoder.columns)]
     signature = infer_signature(features, model.predict(features))
     run = c.create_run(experiment_id(c, experiment), run_name=run_name, tags=tags)
@@ -259,6 +265,8 @@ def load_version(
 ) -> TabularModel:
     """Download a version and rebuild it from its weights and config (no unpickling);
     ``trusted``: the entry points it may name (see TabularModel.load)."""
+    from aiinfra.training.model import TabularModel
+
     folder = download_version(tracking_uri, name, version, into)
     return TabularModel.load(folder, root, trusted)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiinfra.data.training_set import read_training_set
 from aiinfra.project.config import PlatformConfig
-from aiinfra.training import distributed, search, train
+
+# The summary crosses to tasks that train nothing (registration reads it back): torch and the
+# training loop are imported where a model is trained.
+if TYPE_CHECKING:
+    from aiinfra.training import train
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def train_to_directory(
     hyperparameters: dict[str, Any] | None = None,
 ) -> TrainingSummary:
     """Train on the training part of the set; rank 0 saves the model."""
+    from aiinfra.data.training_set import read_training_set
+    from aiinfra.training import distributed, search, train
+
     overrides = hyperparameters or {}
     training, model = search.with_overrides(config.training, config.model, overrides)
     frame, schema = read_training_set(training_set)
