@@ -1,14 +1,17 @@
-"""Local servers: secrets kept owner-only and whole, pid files that cannot name a stranger, and
-an MLflow server that still reads its webhooks after a restart."""
+"""Local servers: secrets kept owner-only and whole, pid files that cannot name a stranger, an
+MLflow server that still reads its webhooks after a restart, and starts that fail fast (a taken
+port, a server that exits) without ever stopping another server."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -118,7 +121,8 @@ def test_stop_still_stops_the_service_it_started(home: PlatformConfig) -> None:
     pid = local_servers.start(service, timeout=30)
     try:
         recorded = json.loads(service.pid_file.read_text())
-        assert recorded == {"pid": pid, "started": psutil.Process(pid).create_time()}
+        started = psutil.Process(pid).create_time()
+        assert recorded == {"pid": pid, "started": started, "port": service.port}
         assert _mode(service.pid_file) == 0o600
         assert local_servers.running_pid(service) == pid
         assert local_servers.start(service) == pid, "a healthy one is reused"
@@ -194,3 +198,136 @@ def test_serving_fails_fast_on_a_failing_registry_and_leaves_no_service(
     finally:
         local_servers.stop(bentoml)
         registry.shutdown()
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port some other program listens on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+def _elapsed(since: float) -> float:
+    elapsed = time.monotonic() - since
+    print(f"reported after {elapsed:.2f} s")
+    return elapsed
+
+
+@pytest.mark.parametrize(
+    ("section", "make", "env"),
+    [
+        ("mlflow", local_servers.mlflow_service, "AIINFRA_MLFLOW__PORT"),
+        ("serving", local_servers.bentoml_service, "AIINFRA_SERVING__PORT"),
+    ],
+)
+def test_a_taken_port_is_refused_at_once_naming_it_and_the_setting(
+    home: PlatformConfig,
+    held_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    section: str,
+    make: Callable[[PlatformConfig], local_servers.Service],
+    env: str,
+) -> None:
+    """Before, the server was started anyway: it died on the bind, after its imports, and the
+    start waited out its whole timeout (120 s, 240 s) before printing the log's traceback."""
+    config = home.model_copy(
+        update={section: getattr(home, section).model_copy(update={"port": held_port})}
+    )
+    service = make(config)
+    began = time.monotonic()
+    with pytest.raises(local_servers.ServerStartError) as raised:
+        local_servers.start(service, timeout=60)
+    assert _elapsed(began) < 2
+    message = str(raised.value)
+    assert f"127.0.0.1:{held_port} is already in use" in message and env in message, message
+    assert f"`{section}.port`" in message and len(message.splitlines()) == 1, message
+    assert local_servers.running_pid(service) is None and not service.pid_file.exists()
+    # The variable named is the one that moves the port.
+    monkeypatch.setenv(env, "4321")
+    assert getattr(load_config(SMOKE, home=home.home), section).port == 4321
+
+
+# Serves on the port after `--port` (as MLflow and BentoML take it, and a pid file written by an
+# older version is read back from).
+SERVE = (
+    "import sys; from http.server import HTTPServer, SimpleHTTPRequestHandler as H; "
+    "HTTPServer(('127.0.0.1', int(sys.argv[sys.argv.index('--port') + 1])), H).serve_forever()"
+)
+
+
+def _server(home: PlatformConfig, port: int, bind: int | None = None) -> local_servers.Service:
+    """A quick server answering on ``port``; it binds ``bind`` instead when given."""
+    command = [sys.executable, "-c", SERVE, "--port", str(bind or port)]
+    return local_servers.Service("web", command, {}, f"http://127.0.0.1:{port}/", home.run_dir)
+
+
+def test_a_server_that_exits_while_starting_is_reported_at_once_with_its_error_line(
+    home: PlatformConfig, held_port: int
+) -> None:
+    """A real failure after the port check: the process binds a port someone else holds (as
+    when two starts race for one), prints a traceback and exits."""
+    service = _server(home, free_port(), bind=held_port)
+    began = time.monotonic()
+    with pytest.raises(local_servers.ServerStartError) as raised:
+        local_servers.start(service, timeout=60)
+    assert _elapsed(began) < 5, "waited for the timeout"  # python's start, then one poll
+    message = str(raised.value)
+    first, excerpt = message.splitlines()
+    assert first == f"web exited while starting; log {service.log_file}:", message
+    assert excerpt.strip() == "OSError: [Errno 98] Address already in use", message
+    assert "Traceback" in service.log_file.read_text(), "the whole log stays in the file"
+    assert not service.pid_file.exists()
+
+
+def test_a_server_that_never_answers_is_stopped_at_the_timeout(home: PlatformConfig) -> None:
+    service = local_servers.Service(
+        "web", ["sleep", "60"], {}, f"http://127.0.0.1:{free_port()}/", home.run_dir
+    )
+    with pytest.raises(local_servers.ServerStartError, match=r"did not answer .* within 1 s"):
+        local_servers.start(service, timeout=1)
+    assert not service.pid_file.exists()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "60"]]
+
+
+def test_a_start_on_another_port_never_stops_the_server_of_the_home(
+    home: PlatformConfig, held_port: int
+) -> None:
+    """Before, the pid file (one per home) made the start stop the home's server, whatever its
+    port, then wait out its timeout for a new one that could not bind."""
+    running = _server(home, free_port())
+    pid = local_servers.start(running, timeout=30)
+    try:
+        recorded = running.pid_file.read_text()
+        for elsewhere in (_server(home, free_port()), _server(home, held_port)):
+            began = time.monotonic()
+            with pytest.raises(local_servers.ServerStartError) as raised:
+                local_servers.start(elsewhere, timeout=60)
+            assert _elapsed(began) < 2
+            message = str(raised.value)
+            assert f"already runs on port {running.port} (pid {pid})" in message, message
+            assert "`aiinfra down`" in message and f"kill {pid}" in message, message
+            assert local_servers.healthy(running.health_url), "the running server was stopped"
+            assert running.pid_file.read_text() == recorded
+        # A pid file from an older version has no port: the server's command line says it.
+        record = json.loads(recorded)
+        del record["port"]
+        running.pid_file.write_text(json.dumps(record))
+        with pytest.raises(local_servers.ServerStartError, match=f"port {running.port} "):
+            local_servers.start(_server(home, free_port()), timeout=60)
+        assert local_servers.start(running, timeout=30) == pid, "reused on its own port"
+    finally:
+        local_servers.stop(running)
+
+
+def test_starts_at_once_share_one_server(home: PlatformConfig) -> None:
+    """Each waits for the one before it instead of starting a second process (which would die
+    on the port, its pid file having replaced the first's)."""
+    service = _server(home, free_port())
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            pids = list(pool.map(lambda _: local_servers.start(service, timeout=30), range(3)))
+        assert len(set(pids)) == 1 and local_servers.running_pid(service) == pids[0]
+    finally:
+        local_servers.stop(service)

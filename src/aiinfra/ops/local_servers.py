@@ -3,13 +3,20 @@
 Each service has a pid file and a log under ``<home>/run``; starting one that is already up
 and healthy is a no-op, so ``make run`` can be repeated. The pid file records the process's
 start time too: a pid the kernel has since handed to another process is never signalled.
+It records the port as well: a server is its service, its home and its port, and starting one
+never stops another. A start fails fast, with a :class:`ServerStartError` short enough to
+print as-is: at once when the port is taken, within a poll when the new process exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -17,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import psutil
@@ -34,13 +42,27 @@ from aiinfra.release import webhooks
 ENCRYPTION_KEY_ENV = "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
 
 
+class ServerStartError(RuntimeError):
+    """A local server did not start; the message (one or two short lines) says why and what to
+    do, for a user to read as-is."""
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
     command: list[str]
     env: dict[str, str]
-    health_url: str
+    health_url: str  # on the host and port the server binds
     run_dir: Path
+    port_setting: str = ""  # where a user changes the port, for the message when it is taken
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.health_url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.health_url).port or 80
 
     @property
     def pid_file(self) -> Path:
@@ -83,7 +105,21 @@ def mlflow_service(config: PlatformConfig) -> Service:
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         ENCRYPTION_KEY_ENV: webhook_encryption_key(config),
     }
-    return Service("mlflow", command, env, f"http://{m.host}:{m.port}/health", config.run_dir)
+    # `aiinfra` starts this server only when the tracking URI names it: both move together.
+    setting = (
+        "`mlflow.port` and the port in `mlflow.tracking_uri` (or "
+        f"{_env_var('mlflow', 'port')} and {_env_var('mlflow', 'tracking_uri')})"
+    )
+    url = f"http://{m.host}:{m.port}/health"
+    return Service("mlflow", command, env, url, config.run_dir, setting)
+
+
+def _env_var(section: str, field: str) -> str:
+    """The environment variable that overrides ``section.field`` of a profile."""
+    settings = PlatformConfig.model_config
+    prefix = settings.get("env_prefix") or ""
+    delimiter = settings.get("env_nested_delimiter") or "__"
+    return f"{prefix}{section}{delimiter}{field}".upper()
 
 
 def webhook_secret(config: PlatformConfig) -> str:
@@ -174,7 +210,9 @@ def bentoml_service(config: PlatformConfig) -> Service:
         "BENTOML_HOME": str(config.home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    return Service("bentoml", command, env, f"http://{s.host}:{s.port}/livez", config.run_dir)
+    setting = f"`serving.port` (or {_env_var('serving', 'port')})"
+    url = f"http://{s.host}:{s.port}/livez"
+    return Service("bentoml", command, env, url, config.run_dir, setting)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -184,41 +222,73 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class _Record:
+    """What a pid file says about the server it names."""
+
+    pid: int
+    started: float | None  # None: a bare pid, written by an older version
+    port: int | None  # None: not recorded (an older version), nor on its command line
+
+
 def running_pid(service: Service) -> int | None:
     """The pid of the service's process, if the one its pid file names is still that process:
     same start time, and the service's program on its command line. A pid the kernel has
     reused for another process since is not the service's."""
-    recorded = _read_pid_file(service.pid_file)
-    if recorded is None:
+    record = _running_record(service)
+    return record.pid if record is not None else None
+
+
+def _running_record(service: Service) -> _Record | None:
+    """The pid file's record, while the process it names is still the service's."""
+    record = _read_pid_file(service.pid_file)
+    if record is None:
         return None
-    pid, started = recorded
     try:
-        process = psutil.Process(pid)
-        if started is not None and abs(process.create_time() - started) > 0.01:
+        process = psutil.Process(record.pid)
+        if record.started is not None and abs(process.create_time() - record.started) > 0.01:
             return None
-        if started is not None and process.status() == psutil.STATUS_ZOMBIE:
+        if record.started is not None and process.status() == psutil.STATUS_ZOMBIE:
             # Its leader exited (unreaped, it keeps the pid): its group may still hold workers.
-            return pid
-        return pid if service.command[0] in process.cmdline() else None
+            return record
+        command_line = process.cmdline()
     except psutil.Error:  # gone, or another user's
         return None
+    if service.command[0] not in command_line:
+        return None
+    if record.port is None:
+        return _Record(record.pid, record.started, _port_on_command_line(command_line))
+    return record
 
 
-def _read_pid_file(path: Path) -> tuple[int, float | None] | None:
-    """(pid, start time) from a pid file; a bare pid (written by an older version) has no start
-    time, and only its command line is checked."""
+def _port_on_command_line(command_line: list[str]) -> int | None:
+    """The port a server started by an older version listens on (its pid file did not say)."""
+    for flag, value in itertools.pairwise(command_line):
+        if flag == "--port" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _read_pid_file(path: Path) -> _Record | None:
+    """The record in a pid file. Older versions wrote a bare pid (only the command line is
+    checked then), or no port."""
     try:
         recorded = json.loads(path.read_text())
         if isinstance(recorded, int):
-            return recorded, None
-        return int(recorded["pid"]), float(recorded["started"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return _Record(recorded, None, None)
+        port = recorded.get("port")
+        return _Record(
+            int(recorded["pid"]),
+            float(recorded["started"]),
+            int(port) if port is not None else None,
+        )
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def _write_pid_file(service: Service, pid: int) -> None:
-    started = psutil.Process(pid).create_time()
-    _write_private(service.pid_file, json.dumps({"pid": pid, "started": started}), replace=True)
+    record = {"pid": pid, "started": psutil.Process(pid).create_time(), "port": service.port}
+    _write_private(service.pid_file, json.dumps(record), replace=True)
 
 
 def healthy(url: str) -> bool:
@@ -251,13 +321,74 @@ def _inherited_env() -> dict[str, str]:
 
 
 def start(service: Service, timeout: float = 120) -> int:
-    """Start ``service`` detached (or reuse a healthy one) and wait until it answers."""
-    pid = running_pid(service)
-    if pid is not None and healthy(service.health_url):
-        return pid
-    if pid is not None:
-        stop(service)
+    """Start ``service`` detached (or reuse the one of this home already on its port) and wait
+    until it answers. Raises :class:`ServerStartError` at once when the port is taken or this
+    home's server runs on another port, and within a poll when the new process exits."""
     service.run_dir.mkdir(parents=True, exist_ok=True)
+    with _start_lock(service):
+        running = _running_record(service)
+        if running is not None:
+            _refuse_another_port(service, running)
+            if not _has_exited(running.pid):
+                # Reused once it answers (it may still be starting), never stopped.
+                _wait_ready(service, running.pid, timeout, log_from=0, started_here=False)
+                return running.pid
+            stop(service)  # its leader exited (unreaped here): what is left of its group
+        ensure_port_free(service)
+        return _launch(service, timeout)
+
+
+@contextlib.contextmanager
+def _start_lock(service: Service) -> Iterator[None]:
+    """One start of a service per home at a time: a second waits, then finds the first's
+    server, instead of both writing the pid file. The kernel drops the lock with its holder."""
+    with (service.run_dir / f"{service.name}.start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _refuse_another_port(service: Service, running: _Record) -> None:
+    """One server of a service per home (they share its stores): the one running elsewhere is
+    the user's to stop, never this start's."""
+    if running.port is None or running.port == service.port:
+        return
+    raise ServerStartError(
+        f"{service.name} for this home already runs on port {running.port} (pid {running.pid}),"
+        f" not on the configured {service.port}; stop it first with `aiinfra down` (same home)"
+        f" or `kill {running.pid}`"
+    )
+
+
+def ensure_port_free(service: Service) -> None:
+    """Raise :class:`ServerStartError` when something listens on the service's address. The
+    server would fail its bind only after its imports (minutes on a loaded machine): the port
+    is tried here, as the server will bind it, before it starts."""
+    if not _port_taken(service.host, service.port):
+        return
+    where = service.port_setting or "the service's port setting"
+    raise ServerStartError(
+        f"cannot start {service.name}: {service.host}:{service.port} is already in use by "
+        f"another program; stop it, or choose a free port with {where}"
+    )
+
+
+def _port_taken(host: str, port: int) -> bool:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        return False  # the server reports an unknown host itself
+    with socket.socket(family, kind, proto) as probe:
+        # As servers do: a port that only has connections closing (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _launch(service: Service, timeout: float) -> int:
+    log_from = service.log_file.stat().st_size if service.log_file.exists() else 0
     with service.log_file.open("ab") as log:
         process = subprocess.Popen(
             service.command,
@@ -268,13 +399,100 @@ def start(service: Service, timeout: float = 120) -> int:
             start_new_session=True,  # survives the CLI that started it; stopped as a group
         )
     _write_pid_file(service, process.pid)
-    if not wait_healthy(service.health_url, timeout):
-        stop(service)
-        tail = service.log_file.read_text(errors="replace")[-2000:]
-        raise RuntimeError(
-            f"{service.name} did not become healthy in {timeout:.0f}s; log tail:\n{tail}"
-        )
+    try:
+        _wait_ready(service, process.pid, timeout, log_from, started_here=True)
+    except ServerStartError:
+        service.pid_file.unlink(missing_ok=True)
+        _stop_group(process.pid)  # workers its leader left, if any; reaps the leader
+        raise
     return process.pid
+
+
+POLL_SECONDS = 0.25
+
+
+def _wait_ready(
+    service: Service, pid: int, timeout: float, log_from: int, *, started_here: bool
+) -> None:
+    """Until the service answers; raises once its process has exited, or at ``timeout`` (the
+    caller stops a process it ``started_here``; another is left to the user)."""
+    deadline = time.monotonic() + timeout
+    while not healthy(service.health_url):
+        if _has_exited(pid):
+            raise ServerStartError(
+                f"{service.name} exited while starting{_log_excerpt(service, log_from)}"
+            )
+        if time.monotonic() >= deadline:
+            raise ServerStartError(
+                f"{service.name} (pid {pid}) did not answer at {service.health_url} within "
+                f"{timeout:.0f} s{'' if started_here else ' (`aiinfra down` stops it)'}"
+                f"{_log_excerpt(service, log_from)}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _has_exited(pid: int) -> bool:
+    """True once the process is gone, or a zombie (exited, its parent has not reaped it)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+EXCERPT_LINES = 3
+EXCERPT_WIDTH = 240
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TIMESTAMP = re.compile(r"^\d{4}[-/]\d\d[-/]\d\d[T ][\d:.,]+(?:Z|[+-]\d\d:?\d\d)?\s+")
+_ERROR = re.compile(r"error|exception|fatal|critical|in use|denied", re.IGNORECASE)
+
+
+def _log_excerpt(service: Service, log_from: int) -> str:
+    """'; log PATH:' and, on a second line, the last error lines this start wrote there (the
+    last lines when none reads as an error): a traceback's frames say nothing to a user."""
+    lines = _meaningful_lines(_read_from(service.log_file, log_from))
+    errors = [line for line in lines if _ERROR.search(line)] or lines
+    excerpt = _last_that_fit([_clip(line) for line in errors[-EXCERPT_LINES:]])
+    return f"; log {service.log_file}:\n  {excerpt}" if excerpt else f"; log {service.log_file}"
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= EXCERPT_WIDTH else line[: EXCERPT_WIDTH - 1] + "…"
+
+
+def _last_that_fit(lines: list[str]) -> str:
+    """The last line, and those before it while all fit in one line's width (a chained
+    exception repeats itself: its last line says it)."""
+    kept: list[str] = []
+    for line in reversed(lines):
+        if kept and sum(map(len, kept)) + len(line) > EXCERPT_WIDTH:
+            break
+        kept.insert(0, line)
+    return " | ".join(kept)
+
+
+def _read_from(path: Path, offset: int, most: int = 65536) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(max(offset, log.seek(0, os.SEEK_END) - most))
+            return log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _meaningful_lines(text: str) -> list[str]:
+    """The log's lines less timestamps, colours, traceback frames and code (indented), section
+    headers (ending in ':') and repeats."""
+    kept: list[str] = []
+    for raw in text.splitlines():
+        line = _TIMESTAMP.sub("", _ANSI.sub("", raw)).rstrip()
+        if not line.strip() or line[0].isspace() or line.endswith(":"):
+            continue
+        if not any(c.isalnum() for c in line):  # rules and box drawing
+            continue
+        if kept and kept[-1] == line:
+            continue
+        kept.append(line)
+    return kept
 
 
 def stop(service: Service, timeout: float = 20) -> bool:
@@ -283,16 +501,20 @@ def stop(service: Service, timeout: float = 20) -> bool:
     service.pid_file.unlink(missing_ok=True)
     if pid is None:
         return False
+    return _stop_group(pid, timeout)
+
+
+def _stop_group(pid: int, timeout: float = 20) -> bool:
+    """SIGTERM the process group ``pid`` leads, SIGKILL once ``timeout`` passes; True if it
+    was there."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
+        _reap(pid)
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # Reap the leader when this process started it: an exited child stays a zombie, and
-        # a zombie still counts as alive below (the wait would always run to SIGKILL).
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        _reap(pid)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -301,3 +523,10 @@ def stop(service: Service, timeout: float = 20) -> bool:
     with contextlib.suppress(ProcessLookupError):  # the group left just now
         os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Reap the leader when this process started it: an exited child stays a zombie, and a
+    zombie still counts as alive to killpg (a wait for the group would run to SIGKILL)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
