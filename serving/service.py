@@ -8,12 +8,17 @@ loaded. The registry's webhook (``POST /hooks/mlflow``,
 HMAC-signed with ``AIINFRA_WEBHOOK_SECRET``) triggers a swap as soon as ``@champion`` moves;
 a poll every ``serving.poll_seconds`` catches anything a webhook missed. Before a request
 reaches an endpoint, ``aiinfra.runtime.guards`` refuses foreign hosts, non-JSON and oversized
-bodies, and drains on SIGTERM; a feature store that fails answers 503, never 500.
+bodies, and drains on SIGTERM; a feature store that fails answers 503, never 500. Every error
+answers one JSON shape, ``{"error": ..., "detail"?: [...]}``, declared in the OpenAPI document
+(``/docs.json``, which names the project, the model and the API version); the API page is at
+``/docs`` (and ``/``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 # The service never sits in MLflow's default retries (7, with backoff: minutes) at start or
 # on a swap: it answers /livez at once and its poller tries again. Set before MLflow loads.
@@ -24,15 +29,18 @@ import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import JSONResponse
 
 from aiinfra.project.config import PlatformConfig, config_from_json, load_config
 from aiinfra.release import registry, webhooks
 from aiinfra.runtime.api import (
     MAX_BATCH_ROWS,
+    ApiDocs,
     OnlineFeatures,
     StoreUnavailable,
     UnknownEntities,
     batch_type,
+    openapi_document,
     predict,
     predict_rows,
     response_types,
@@ -40,7 +48,7 @@ from aiinfra.runtime.api import (
     serving_schema,
 )
 from aiinfra.runtime.champion import ChampionSlot
-from aiinfra.runtime.guards import Drain, RequestGuard
+from aiinfra.runtime.guards import Drain, RequestGuard, UniformErrors, error_body
 from aiinfra.runtime.prediction_log import PredictionLog
 
 
@@ -63,6 +71,13 @@ served_version = bentoml.metrics.Gauge(
 
 hooks = FastAPI(title="registry hooks")
 DRAIN = Drain()
+NO_CHAMPION = "no @champion model is deployed yet"
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    """A 503 that keeps its reason: BentoML answers every 5xx an endpoint raises with a generic
+    text. (A batched endpoint cannot answer this way: it answers a list for many requests.)"""
+    return JSONResponse(error_body(reason), status_code=503)
 
 
 @bentoml.service(workers=1, traffic={"timeout": 30})
@@ -93,7 +108,7 @@ class ModelService:
         """The model's answer for each row: {"rows": [{<entity keys>, <request features>}]}."""
         served = self.slot.served  # one read: the whole request uses one model version
         if served is None:
-            raise ServiceUnavailable("no @champion model is deployed yet")
+            return _unavailable(NO_CHAMPION)  # BentoML sends a returned Response as it is
         served_version.labels(model_name=self.config.model_name).set(float(served.version))
         plain = [row.model_dump() for row in rows]
         try:
@@ -103,7 +118,7 @@ class ModelService:
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
         except StoreUnavailable as exc:  # logged once per outage by OnlineFeatures
-            raise ServiceUnavailable(str(exc)) from None
+            return _unavailable(str(exc))
         response = predict(served, features, self.config.model_name)
         self.log.record(plain, response)
         return PredictionResponse(**response)
@@ -117,7 +132,7 @@ class ModelService:
         error when the feature store does not know its entity."""
         served = self.slot.served
         if served is None:
-            raise ServiceUnavailable("no @champion model is deployed yet")
+            raise ServiceUnavailable(NO_CHAMPION)
         plain = [row.model_dump() for row in rows]
         try:
             lookup = self.features.lookup(plain)
@@ -148,7 +163,15 @@ class ModelService:
         return {"status": "deploying", "version": event.version}
 
 
-# Outermost first: a foreign Host (DNS rebinding) is refused before anything reads the body.
+@functools.cache
+def _openapi_document() -> dict[str, Any]:
+    spec: dict[str, Any] = ModelService.openapi_spec.asdict()  # type: ignore[attr-defined]
+    return openapi_document(spec, CONFIG, SCHEMA)
+
+
+# Outermost first: every error leaves in the one shape; a foreign Host (DNS rebinding) is
+# refused before anything reads the body.
+ModelService.add_asgi_middleware(UniformErrors)
 ModelService.add_asgi_middleware(
     TrustedHostMiddleware, allowed_hosts=CONFIG.serving.trusted_hosts()
 )
@@ -158,3 +181,4 @@ ModelService.add_asgi_middleware(
     retry_after_seconds=CONFIG.serving.retry_after_seconds,
     drain=DRAIN,
 )
+ModelService.add_asgi_middleware(ApiDocs, document=_openapi_document)

@@ -7,21 +7,32 @@
   probability of every class and the class (multiclass), the value (regression). Every
   response names the model version that answered.
 - Stored features come from the Feast online store, the same definitions training used.
+- The OpenAPI document (:func:`openapi_document`, served with the API page by
+  :class:`ApiDocs`) names the project, the model and the API version, and declares the one
+  error shape (:data:`aiinfra.runtime.guards.ERROR_SCHEMA`) for every error each path answers.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import threading
+from collections.abc import Callable
+from importlib import metadata
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Feature, Schema
 from aiinfra.runtime.champion import Served
+from aiinfra.runtime.guards import ERROR_SCHEMA, error_body
 
 log = logging.getLogger(__name__)
 MAX_BATCH_ROWS = 1000
@@ -242,3 +253,130 @@ def predict_rows(served: Served, lookup: tuple[pd.DataFrame, list[int]]) -> list
         for i, row in zip(known, rows, strict=True):
             out[i] = {"model_version": served.version, "error": None, **row}
     return out
+
+
+# The errors each path answers (every one an ``Error`` object), and when.
+_BAD_REQUEST = (
+    "the body fails validation (`detail` names each problem: missing, unknown, mistyped or "
+    "out-of-range fields, unknown categories, an empty or oversized batch), is not JSON, or "
+    "the Host header is not allowed"
+)
+_TOO_LARGE = "the body is over `serving.max_body_bytes`"
+_NOT_JSON = "Content-Type is not application/json"
+_UNAVAILABLE = "no champion model loaded, the feature store down, or shutting down (Retry-After)"
+_UNEXPECTED = "an unexpected failure (see the server log)"
+PATH_ERRORS: dict[str, dict[int, str]] = {
+    "/predict": {
+        400: _BAD_REQUEST,
+        404: "the online store has no features for a row's entity (named)",
+        413: _TOO_LARGE,
+        415: _NOT_JSON,
+        500: _UNEXPECTED,
+        503: _UNAVAILABLE,
+    },
+    "/predict_batch": {
+        400: _BAD_REQUEST,
+        413: _TOO_LARGE,
+        415: _NOT_JSON,
+        500: _UNEXPECTED,
+        503: _UNAVAILABLE,
+    },
+    "/hooks/mlflow": {
+        400: "not a registry event, or the Host header is not allowed",
+        401: "a missing, stale or forged signature",
+        413: _TOO_LARGE,
+        415: _NOT_JSON,
+    },
+}
+# BentoML's own error schemas, which its answers do not match (a list; detail as a string).
+_BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+
+
+def api_version(schema: Schema) -> str:
+    """The platform's version, and a digest of the request and response types: it changes
+    whenever what a client sends or receives does."""
+    response, batch_row = response_types(schema)
+    contract = [t.model_json_schema() for t in (row_type(schema), response, batch_row)]
+    digest = hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()
+    return f"{_platform_version()}+schema.{digest[:8]}"
+
+
+def _platform_version() -> str:
+    try:
+        return metadata.version("aiinfra")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0"
+
+
+def api_info(config: PlatformConfig, schema: Schema) -> dict[str, Any]:
+    """The OpenAPI ``info`` of a project's service."""
+    project, model = config.project.name, config.model_name
+    return {
+        "title": f"{project} predictions",
+        "version": api_version(schema),
+        "description": (
+            f"Project `{project}` ({schema.task}): the `@champion` version of the MLflow model "
+            f'`{model}` answers. `POST /predict` with `{{"rows": [...]}}`, one object per row '
+            "(the entity keys and the request-time features below); stored features come from "
+            "the Feast online store. Every answer names the model version that made it. Every "
+            'error answers an `Error` object: `{"error": "..."}`, with `detail` listing each '
+            "problem when the body fails validation."
+        ),
+        "x-project": project,
+        "x-model-name": model,
+    }
+
+
+def openapi_document(
+    spec: dict[str, Any], config: PlatformConfig, schema: Schema
+) -> dict[str, Any]:
+    """BentoML's OpenAPI document of the service, with the project's info and the ``Error``
+    schema declared for every error each path answers."""
+    document = copy.deepcopy(spec)
+    document["info"] = api_info(config, schema)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in _BENTOML_ERRORS:
+        schemas.pop(name, None)
+    schemas["Error"] = ERROR_SCHEMA
+    for path, errors in PATH_ERRORS.items():
+        for operation in document["paths"].get(path, {}).values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"] = _with_errors(operation["responses"], errors)
+    return document
+
+
+def _with_errors(responses: dict[str, Any], errors: dict[int, str]) -> dict[str, Any]:
+    # BentoML's codes are ints, FastAPI's strings: all strings here, as JSON has them.
+    answered = {str(code): r for code, r in responses.items() if int(code) < 400}
+    ref = {"$ref": "#/components/schemas/Error"}
+    declared = {
+        str(status): {"description": why, "content": {"application/json": {"schema": ref}}}
+        for status, why in sorted(errors.items())
+    }
+    return {**answered, **declared}
+
+
+class ApiDocs:
+    """ASGI middleware: ``GET /docs`` is the API page (BentoML serves it at ``/`` only; its
+    ``./docs.json`` and ``./static_content`` resolve the same from ``/docs``), and
+    ``GET /docs.json`` is ``document()``."""
+
+    def __init__(self, app: ASGIApp, document: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.document = document
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if scope["path"] == "/docs.json":
+                await self._document()(scope, receive, send)
+                return
+            if scope["path"] == "/docs":
+                scope = {**scope, "path": "/", "raw_path": b"/"}
+        await self.app(scope, receive, send)
+
+    def _document(self) -> JSONResponse:
+        try:
+            return JSONResponse(self.document())
+        except Exception:  # the API page breaks, never the service
+            log.exception("cannot build the OpenAPI document")
+            return JSONResponse(error_body("cannot build the OpenAPI document"), status_code=500)

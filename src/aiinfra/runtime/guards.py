@@ -14,6 +14,10 @@
 
 The ``Host`` allow-list (against DNS rebinding) is Starlette's ``TrustedHostMiddleware``,
 installed beside this one by the service.
+
+Every error answers one shape, :func:`error_body` (declared as ``Error`` in the OpenAPI
+document): these refusals, and through :class:`UniformErrors` whatever else the service's
+parts answer (BentoML, the webhook's FastAPI app, Starlette's routing and host check).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import signal
 import threading
 import time
+from http import HTTPStatus
 from types import FrameType
 from typing import Any
 
@@ -29,6 +34,72 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
+# BentoML answers every 5xx an endpoint raises with this text, whatever the reason.
+_BENTOML_5XX = "An unexpected error has occurred"
+_UNAVAILABLE = (
+    "the service cannot answer now: not ready (see /readyz: no champion model loaded, or the "
+    "feature store is down) or overloaded; retry after Retry-After seconds"
+)
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "description": "What every 4xx and 5xx answer holds.",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong, naming the field or entity"},
+        "detail": {
+            "type": "array",
+            "description": "only when the body fails validation: one entry per problem",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "description": "where: field names and row positions",
+                        "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string", "description": "pydantic's error type"},
+                },
+            },
+        },
+    },
+}
+
+
+def error_body(message: str, detail: list[Any] | None = None) -> dict[str, Any]:
+    """The one shape of every error answer (``ERROR_SCHEMA``)."""
+    return {"error": message} if detail is None else {"error": message, "detail": detail}
+
+
+def uniform_error(status: int, media_type: str, body: bytes) -> dict[str, Any]:
+    """An error answer as :func:`error_body`, whatever shape its maker gave it: BentoML's
+    ``{"error", "detail"}``, and its 4xx as a one-element list (bentoml/BentoML#4232);
+    FastAPI's ``{"detail": message or errors}``; Starlette's plain text."""
+    payload = _json(body) if media_type.split(";")[0].strip() == "application/json" else None
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]
+    if isinstance(payload, dict):
+        message = payload.get("error", payload.get("detail"))
+        detail = payload.get("detail")
+        if isinstance(message, list):  # FastAPI's validation errors
+            return error_body("invalid request", message)
+        if isinstance(message, str):
+            if status == 503 and message.startswith(_BENTOML_5XX):
+                message = _UNAVAILABLE
+            return error_body(message, detail if isinstance(detail, list) else None)
+    text = body.decode("utf-8", "replace").strip()
+    return error_body(text or HTTPStatus(status).phrase)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 class Drain:
@@ -154,10 +225,57 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 async def _refuse(
     send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    payload: dict[str, Any] = {"error": detail}
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    body = json.dumps(error_body(detail)).encode()
     await send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+        {"type": "http.response.start", "status": status, "headers": _json_headers(body, extra)}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _json_headers(
+    body: bytes, others: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """``others``, with the content type and length of the JSON ``body``."""
+    kept = [
+        (k, v) for k, v in others or [] if k.lower() not in (b"content-type", b"content-length")
+    ]
+    length = str(len(body)).encode()
+    return [(b"content-type", b"application/json"), (b"content-length", length), *kept]
+
+
+class UniformErrors:
+    """ASGI middleware: every 4xx and 5xx answer leaves as :func:`error_body`. Installed
+    outermost, so it covers the host check, the guard, BentoML and the webhook's app. Error
+    answers are small: their body is buffered and rewritten; any other passes untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "HEAD":  # HEAD: no body to rewrite
+            await self.app(scope, receive, send)
+            return
+        error: Message | None = None
+        chunks: list[bytes] = []
+
+        async def sending(message: Message) -> None:
+            nonlocal error
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                error = message  # sent with the rewritten body
+                return
+            if error is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._send_uniform(send, error, b"".join(chunks))
+
+        await self.app(scope, receive, sending)
+
+    @staticmethod
+    async def _send_uniform(send: Send, start: Message, body: bytes) -> None:
+        headers = list(start.get("headers", []))
+        media_type = Headers(raw=headers).get("content-type", "")
+        uniform = json.dumps(uniform_error(start["status"], media_type, body)).encode()
+        await send({**start, "headers": _json_headers(uniform, headers)})
+        await send({"type": "http.response.body", "body": uniform})
