@@ -4,18 +4,28 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from aiinfra.project.config import PlatformConfig
+if TYPE_CHECKING:
+    from aiinfra.project.config import PlatformConfig
+    from aiinfra_cli.console import Console
+
+# What the CLI gives its commands to run a command's work quietly (see main._console).
+ConsoleFactory = Callable[[str], contextlib.AbstractContextManager["Console"]]
 
 HostOpt = typer.Option(
     None, "--host", help="Kubeflow Pipelines API URL (default: kfp.host, KF_PIPELINES_ENDPOINT)"
 )
 CommitOpt = typer.Option(None, "--git-commit", help="commit to record (default: git HEAD)")
+AllowLocalOpt = typer.Option(
+    False, "--allow-local", help="write this machine's URIs and paths into it anyway"
+)
 
 
 class Source(StrEnum):
@@ -28,17 +38,39 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
-    """Add the commands to ``app``; ``config`` returns the profile loaded by the callback."""
+def check_portable(config: PlatformConfig, what: str, allow_local: bool) -> None:
+    """Refuse to write this machine's values into ``what`` (a pipeline or manifests meant for
+    a cluster) unless ``allow_local``; say which environment overrides went into it."""
+    from aiinfra.ops import portability
+
+    overrides = portability.env_overrides()
+    if overrides:
+        typer.echo(f"environment overrides in the {what}: {', '.join(overrides)}")
+    local = portability.local_values(config)
+    if local and not allow_local:
+        _fail(
+            f"profile {config.profile!r} is for this machine, not a cluster; the {what} would "
+            f"carry: {'; '.join(local)}. Use a cluster profile (--config configs/cluster.yaml), "
+            "or --allow-local to write it anyway"
+        )
+
+
+def register(
+    app: typer.Typer, config: Callable[[], PlatformConfig], console: ConsoleFactory
+) -> None:
+    """Add the commands to ``app``; ``config`` returns the profile loaded by the callback,
+    ``console`` quiets a local run."""
 
     @app.command("compile")
     def compile_pipeline(
         output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o"),
+        allow_local: bool = AllowLocalOpt,
     ) -> None:
         """Compile the training pipeline to KFP IR YAML for a Kubeflow cluster.
 
         Example: aiinfra --config configs/cluster.yaml compile --output pipeline.yaml
         """
+        check_portable(config(), "pipeline", allow_local)
         from kfp import compiler
 
         from pipelines.training import build_pipeline
@@ -47,11 +79,16 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
         typer.echo(f"wrote {output}")
 
     @app.command()
-    def submit(host: str | None = HostOpt, git_commit: str | None = CommitOpt) -> None:
+    def submit(
+        host: str | None = HostOpt,
+        git_commit: str | None = CommitOpt,
+        allow_local: bool = AllowLocalOpt,
+    ) -> None:
         """Upload the pipeline (a new version) and start a run in the profile's experiment.
 
         Example: KFP_TOKEN=... aiinfra --config configs/cluster.yaml submit --host https://kfp.example
         """
+        check_portable(config(), "pipeline", allow_local)
         from pipelines import submit as kfp_submit
         from pipelines.local import git_commit as head
 
@@ -66,11 +103,13 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
         host: str | None = HostOpt,
         cron: str | None = typer.Option(None, help="KFP cron with seconds (default: kfp.schedule)"),
         git_commit: str | None = CommitOpt,
+        allow_local: bool = AllowLocalOpt,
     ) -> None:
         """Create (or replace) the recurring training run on the cluster.
 
         Example: aiinfra --config configs/cluster.yaml schedule --cron "0 0 3 * * 1"
         """
+        check_portable(config(), "pipeline", allow_local)
         from pipelines import submit as kfp_submit
         from pipelines.local import git_commit as head
 
@@ -118,20 +157,23 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
         if dry_run:
             typer.echo(f"dry run: would start a run {'on ' + target if target else 'locally'}")
             return
-        try:
-            typer.echo(_start(cfg, target))
-        except Exception as exc:
-            _fail(f"retraining run failed: {exc}")
+        if target:
+            try:
+                typer.echo(_submit(cfg, target))
+            except Exception as exc:
+                _fail(f"retraining run failed: {exc}")
+            return
+        from aiinfra_cli.workflow import run_training
+
+        with console("retrain") as out:
+            out.say(f"pipeline     {cfg.project.name} on kfp.local")
+            for line in run_training(cfg).results():
+                out.say(line)
 
 
-def _start(config: PlatformConfig, host: str | None) -> str:
+def _submit(config: PlatformConfig, host: str) -> str:
+    from pipelines import submit as kfp_submit
     from pipelines.local import git_commit
 
-    if host:
-        from pipelines import submit as kfp_submit
-
-        done = kfp_submit.submit(config, git_commit(), host)
-        return f"run {done.run_id} started on {host}: {done.url}"
-    from aiinfra_cli.workflow import run_training
-
-    return run_training(config).describe()
+    done = kfp_submit.submit(config, git_commit(), host)
+    return f"run {done.run_id} started on {host}: {done.url}"

@@ -11,15 +11,21 @@ Examples::
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aiinfra.project.config import PlatformConfig, load_config
 from aiinfra_cli import cluster
+
+if TYPE_CHECKING:
+    from aiinfra.project.config import PlatformConfig
+    from aiinfra_cli.console import Console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Demo data of a project with a generator.")
@@ -37,6 +43,7 @@ HomeOpt = Annotated[
 
 class _State:
     config: PlatformConfig
+    verbose: bool = False
 
 
 state = _State()
@@ -48,6 +55,11 @@ NO_PROFILE = {"init"}
 def main(
     ctx: typer.Context, config: ConfigOpt = None, home: HomeOpt = None, verbose: bool = False
 ) -> None:
+    """Global options (--config, --home, --verbose) go before or after the command."""
+    from aiinfra.project.config import load_config
+    from aiinfra.project.config_errors import ConfigError
+
+    state.verbose = verbose
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -57,13 +69,31 @@ def main(
     overrides: dict[str, Any] = {"home": home} if home else {}
     try:
         state.config = load_config(config, **overrides)
-    except Exception as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    except (ConfigError, FileNotFoundError) as exc:
+        typer.secho(f"config: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def _fail(message: str) -> None:
     typer.secho(message, fg="red", err=True)
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _console(command: str) -> Iterator[Console]:
+    """Run a command's work quietly: one line per pipeline task, the full log in a file under
+    the home. A failure prints one line and where the log is (its traceback with --verbose)."""
+    from aiinfra_cli.console import CommandFailed, run_console
+
+    cfg = state.config
+    try:
+        with run_console(cfg.home, cfg.pipeline_root, command, state.verbose, sys.stdout) as out:
+            out.say(f"log          {out.log_file}")
+            yield out
+    except CommandFailed as exc:
+        if state.verbose and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
+        _fail(f"{exc}\nfull log: {exc.log_file}")
 
 
 @data_app.command("generate")
@@ -143,7 +173,10 @@ def up() -> None:
     from aiinfra.ops import local_servers
 
     svc = local_servers.mlflow_service(state.config)
-    pid = local_servers.start(svc)
+    try:
+        pid = local_servers.start(svc)
+    except local_servers.ServerStartError as exc:
+        _fail(str(exc))
     typer.echo(f"MLflow at {state.config.mlflow.tracking_uri} (pid {pid}, log {svc.log_file})")
 
 
@@ -172,11 +205,11 @@ def run(
     """
     from aiinfra_cli.workflow import run_training
 
-    try:
+    with _console("run") as console:
+        console.say(f"pipeline     {state.config.project.name} on kfp.local")
         outcome = run_training(state.config, git_commit)
-    except Exception as exc:
-        _fail(str(exc))
-    typer.echo(outcome.describe())
+        for line in outcome.results():
+            console.say(line)
 
 
 @app.command()
@@ -186,12 +219,15 @@ def manifests(
     model_version: str | None = typer.Option(None, help="model version to record on the pods"),
     replicas: int = typer.Option(2, min=1, help="HPA minimum (maximum is 4x)"),
     namespace: str = typer.Option("aiinfra"),
+    allow_local: bool = cluster.AllowLocalOpt,
 ) -> None:
     """Kubernetes manifests for serving (ConfigMap, NetworkPolicy, Deployment, Service, HPA).
 
-    Example: aiinfra manifests --image registry/aiinfra-serving:0.1.0 -o serving.yaml
+    Example: aiinfra --config configs/cluster.yaml manifests -o serving.yaml
     """
     from aiinfra.ops import k8s
+
+    cluster.check_portable(state.config, "manifests", allow_local)
 
     objects = k8s.serving_manifests(
         state.config,
@@ -213,12 +249,15 @@ def training_job_manifests(
     training_set: str = typer.Option("data/training_set.parquet", help="path in the volume"),
     run_dir: str = typer.Option("runs/latest", help="model, checkpoints, summary: in the volume"),
     namespace: str = typer.Option("aiinfra"),
+    allow_local: bool = cluster.AllowLocalOpt,
 ) -> None:
     """A Kubeflow PyTorchJob for multi-node data-parallel training (torchrun in every pod).
 
-    Example: aiinfra training-job --nodes 4 -o train-job.yaml
+    Example: aiinfra --config configs/cluster.yaml training-job --nodes 4 -o train-job.yaml
     """
     from aiinfra.ops import k8s, training_job
+
+    cluster.check_portable(state.config, "manifests", allow_local)
 
     objects = training_job.training_job_manifests(
         state.config, image or state.config.kfp.image, training_set, run_dir, nodes, pvc, namespace
@@ -250,6 +289,7 @@ def serve(
     try:
         if foreground:
             svc = local_servers.bentoml_service(cfg)
+            local_servers.ensure_port_free(svc)
             register_webhook(cfg)
             os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
         base_url = start_serving(cfg)
@@ -322,11 +362,8 @@ def quickstart() -> None:
     """
     from aiinfra_cli.workflow import quickstart as run_quickstart
 
-    try:
-        report = run_quickstart(state.config, echo=typer.echo)
-    except Exception as exc:
-        _fail(f"quickstart failed: {exc}")
-    typer.echo(json.dumps(report, indent=2))
+    with _console("quickstart") as console:
+        run_quickstart(state.config, say=console.say)
 
 
 @app.command()
@@ -381,7 +418,38 @@ def init(
 
 
 # compile, submit, schedule, retrain: the way to a cluster and retraining without a person.
-cluster.register(app, lambda: state.config)
+cluster.register(app, lambda: state.config, _console)
+
+# Options of the callback, which click only takes before the command's name.
+GLOBAL_OPTIONS = {"--config": True, "-c": True, "--home": True, "--verbose": False}
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """``aiinfra run --config x`` as ``aiinfra --config x run``: global options found after
+    the command's name move before it (with their value). Stops at ``--``."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name = arg.split("=", 1)[0]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if name in GLOBAL_OPTIONS and rest:  # before any command: already in place
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in arg
+            moved += args[index : index + 1 + takes_value]
+            index += 1 + takes_value
+            continue
+        rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+def cli() -> None:
+    """The ``aiinfra`` entry point."""
+    app(args=global_options_first(sys.argv[1:]), prog_name="aiinfra")
+
 
 if __name__ == "__main__":
-    app()
+    cli()

@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ class TrainingOutcome:
     champion_before: str | None
     champion_after: str | None
     run_dir: Path
+    reports: dict[str, Path] = field(default_factory=dict)
+    mlflow_run: str | None = None  # the run's page in the MLflow UI
 
     @property
     def promoted(self) -> bool:
@@ -43,6 +45,29 @@ class TrainingOutcome:
             else f"not promoted: @champion stays at {self.champion_after or 'none'}"
         )
         return f"registered version {self.version}; gate {self.gate} ({self.gate_reason}); {move}"
+
+    def results(self) -> list[str]:
+        """The results block: what the run decided and where to look."""
+        champion = (
+            f"{self.champion_before or 'none'} -> {self.version} (promoted)"
+            if self.promoted
+            else f"stays at {self.champion_after or 'none'} (not promoted)"
+        )
+        lines = [
+            f"version      {self.version}",
+            f"gate         {self.gate}: {self.gate_reason}",
+            f"champion     {champion}",
+        ]
+        labels = {
+            "validation-report.html": "validation",
+            "gate-report.md": "gate report",
+        }
+        lines += [
+            f"{labels[name]:<12} {path}" for name, path in self.reports.items() if name in labels
+        ]
+        if self.mlflow_run:
+            lines.append(f"MLflow run   {self.mlflow_run}")
+        return lines
 
 
 def uses_local_mlflow(config: PlatformConfig) -> bool:
@@ -82,7 +107,19 @@ def run_training(
         before,
         after,
         result.run_dir,
+        result.reports,
+        mlflow_run_page(uri, name, result.version),
     )
+
+
+def mlflow_run_page(tracking_uri: str, name: str, version: str) -> str | None:
+    """The MLflow UI page of the run that registered ``version`` (servers only)."""
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return None
+    c = registry.client(tracking_uri)
+    run_id = c.get_model_version(name, version).run_id
+    experiment = c.get_run(run_id).info.experiment_id
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def register_webhook(config: PlatformConfig) -> str:
@@ -144,8 +181,11 @@ def _webhook_refused(config: PlatformConfig, exc: MlflowException) -> str:
 def start_serving(config: PlatformConfig) -> str:
     """Start (or reuse) the BentoML service, wired to the registry's webhook. The webhook comes
     first: a registry that refuses it fails in seconds, and leaves no service behind."""
+    service = local_servers.bentoml_service(config)
+    if local_servers.running_pid(service) is None:
+        local_servers.ensure_port_free(service)  # before the webhook points at the port
     base_url = register_webhook(config)
-    local_servers.start(local_servers.bentoml_service(config), timeout=240)
+    local_servers.start(service, timeout=240)
     # The service loads @champion in the background (so it is alive while the registry is
     # slow): when there is one, "started" means answering with it.
     champion = registry.alias_version(
@@ -215,32 +255,40 @@ def wait_for_version(
     )
 
 
-def quickstart(config: PlatformConfig, echo: Callable[[str], Any] = print) -> dict[str, Any]:
+def quickstart(config: PlatformConfig, say: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Everything on one machine, saying one line per stage (the pipeline's tasks are shown
+    by the caller's console as they run)."""
+    import json
+
     from aiinfra.steps import check_project
 
     ensure_mlflow(config)
-    echo(f"MLflow:   {config.mlflow.tracking_uri}")
+    say(f"MLflow       {config.mlflow.tracking_uri}")
     if generate_data(config):
-        echo(f"data:     generated the project's tables in {config.data_dir}")
+        say(f"data         generated the project's tables in {config.data_dir}")
     project = check_project(config)
-    echo(
-        f"project:  {config.project.name} ({config.project.task}): {project.label_rows} rows, "
+    ignored = project.ignored_columns
+    say(
+        f"project      {config.project.name} ({config.project.task}): {project.label_rows} rows, "
         f"{len(project.schema.features)} features"
-        + (
-            f"; ignored columns: {', '.join(project.ignored_columns)}"
-            if project.ignored_columns
-            else ""
-        )
+        + (f"; ignored columns: {', '.join(ignored)}" if ignored else "")
     )
     apply_features(config)
-    echo(f"features: applied {config.repo_path} and materialized the online store")
+    say(f"features     applied {config.repo_path}; online store materialized")
+    say("pipeline")
     outcome = run_training(config, checked=project)
-    echo(f"pipeline: {outcome.describe()}")
+    for line in outcome.results():
+        say(line)
     base_url = start_serving(config)
     champion = outcome.champion_after or outcome.version
     body = sample_request(config, project.schema)
     answer = wait_for_version(base_url, body, champion, timeout=120)
-    echo(f"serving:  {base_url} (docs: {base_url}/docs, metrics: {base_url}/metrics)")
+    say(f"serving      {base_url}  (API docs {base_url}/docs, metrics {base_url}/metrics)")
+    say(
+        "try          curl -s -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(body, separators=(',', ':'))}' {base_url}/predict"
+    )
+    say(f"answer       {json.dumps(answer, separators=(',', ':'))}")
     return {
         "mlflow_ui": config.mlflow.tracking_uri,
         "serving_url": base_url,

@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfp import local
 
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig
+from pipelines import run_results
 from pipelines.training import build_pipeline
 
 
 class PipelineFailed(RuntimeError):
-    """The run stopped; the message says at which step and why."""
+    """The run stopped; the message says at which step and why. ``reports``: the reports
+    the run wrote before it stopped (the validation report of a run validation stopped)."""
+
+    def __init__(self, message: str, reports: dict[str, Path] | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or {}
 
 
 @dataclass(frozen=True)
 class LocalRun:
     version: str
     run_dir: Path
+    reports: dict[str, Path] = field(default_factory=dict)
+
+
+def reports_dir(config: PlatformConfig, run_dir: Path) -> Path:
+    """Where a run's reports are kept, with their extensions: ``<home>/runs/<run>/``."""
+    return config.home / "runs" / run_dir.name
+
+
+def _quiet_local_runner() -> None:
+    """kfp.local warns on every task about what it cannot do locally and we do on purpose:
+    ``display_name`` (the name the Kubeflow UI shows) and the components image (the local
+    runner uses this environment, where the project is installed, instead)."""
+    warnings.filterwarnings("ignore", message=r"Task '.*': settings \['display_name'\]")
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses")
 
 
 def git_commit() -> str:
@@ -43,6 +64,7 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
     """Run every step as a local subprocess; raise PipelineFailed naming the failed step."""
     config.pipeline_root.mkdir(parents=True, exist_ok=True)
     before = set(config.pipeline_root.iterdir())
+    _quiet_local_runner()
     # use_venv=False: tasks run in this environment, where the project is installed; a fresh
     # venv per task would need the network.
     local.init(
@@ -55,22 +77,33 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
     try:
         task = pipeline(config_json=config.to_json(), git_commit=commit or git_commit())
     except RuntimeError as exc:
-        raise PipelineFailed(_explain(config, before, exc)) from exc
-    run_dirs = sorted(set(config.pipeline_root.iterdir()) - before)
+        run_dir = _new_run(config, before)
+        reports = (
+            {}
+            if run_dir is None
+            else run_results.save_reports(run_dir, reports_dir(config, run_dir))
+        )
+        raise PipelineFailed(_explain(run_dir, reports, exc), reports) from exc
+    run_dir = _new_run(config, before) or config.pipeline_root
     return LocalRun(
-        version=str(task.output), run_dir=run_dirs[-1] if run_dirs else config.pipeline_root
+        version=str(task.output),
+        run_dir=run_dir,
+        reports=run_results.save_reports(run_dir, reports_dir(config, run_dir)),
     )
 
 
-def _explain(config: PlatformConfig, before: set[Path], exc: Exception) -> str:
-    """Turn a failed local run into a message a person can act on."""
+def _new_run(config: PlatformConfig, before: set[Path]) -> Path | None:
     new = sorted(set(config.pipeline_root.iterdir()) - before)
-    for run_dir in reversed(new):
-        summary = run_dir / "validate-data" / "summary"
-        if summary.exists():
-            first = summary.read_text().splitlines()
-            detail = next((line for line in first if line.startswith("validation")), "")
-            if "FAILED" in detail:
-                report = run_dir / "validate-data" / "report"
-                return f"run stopped at validate-data: {detail}\nreport: {report}"
+    return new[-1] if new else None
+
+
+def _explain(run_dir: Path | None, reports: dict[str, Path], exc: Exception) -> str:
+    """Turn a failed local run into a message a person can act on."""
+    summary = None if run_dir is None else run_dir / "validate-data" / "summary"
+    if summary is not None and summary.exists():
+        lines = summary.read_text().splitlines()
+        detail = next((line for line in lines if line.startswith("validation")), "")
+        if "FAILED" in detail:
+            report = reports.get("validation-report.html", summary.with_name("report"))
+            return f"run stopped at validate-data: {detail}\nreport: {report}"
     return f"pipeline failed: {exc}"

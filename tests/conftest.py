@@ -20,12 +20,13 @@ SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
 
 def run_cli(
-    home: Path, *args: str, config: Path = SMOKE, env: dict[str, str] | None = None
+    home: Path | None, *args: str, config: Path = SMOKE, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``aiinfra --config CONFIG --home HOME ARGS...`` as a user runs it, in a subprocess."""
+    """``aiinfra --config CONFIG --home HOME ARGS...`` as a user runs it, in a subprocess
+    (``home`` None: the profile's own)."""
     command = [sys.executable, "-m", "aiinfra_cli.main", "--config", str(config)]
     return subprocess.run(
-        [*command, "--home", str(home), *args],
+        [*command, *(["--home", str(home)] if home is not None else []), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -268,8 +268,9 @@ def test_each_object_matches_the_kubernetes_api_types(config: PlatformConfig, ki
 def test_cli_writes_the_manifests(tmp_path: Path) -> None:
     out = tmp_path / "serving.yaml"
     done = run_cli(
-        tmp_path, "manifests", "--image", "x:1", "--model-version", "5", "--output", str(out)
-    )
+        tmp_path, "manifests", "--image", "x:1", "--model-version", "5", "--output", str(out),
+        "--allow-local",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text())}
     assert set(docs) == set(API_TYPES)

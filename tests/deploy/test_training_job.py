@@ -174,7 +174,9 @@ def test_cpu_job_and_a_single_node(tmp_path: Path) -> None:
 
 def test_cli_writes_the_training_job(tmp_path: Path) -> None:
     out = tmp_path / "train-job.yaml"
-    done = run_cli(tmp_path, "training-job", "--image", "x:1", "--nodes", "3", "-o", str(out))
+    done = run_cli(
+        tmp_path, "training-job", "--image", "x:1", "--nodes", "3", "-o", str(out), "--allow-local"
+    )
     assert done.returncode == 0, done.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text())}
     jsonschema.validate(docs["PyTorchJob"], PYTORCHJOB_SCHEMA)

@@ -77,7 +77,7 @@ def test_config_is_the_default_parameter_and_loads_back(tmp_path: Path) -> None:
 
 def test_cli_compile_writes_yaml(tmp_path: Path) -> None:
     out = tmp_path / "cli.yaml"
-    done = run_cli(tmp_path, "compile", "-o", str(out))
+    done = run_cli(tmp_path, "compile", "-o", str(out), "--allow-local")
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(out.read_text())["pipelineInfo"]["name"] == NAME
 

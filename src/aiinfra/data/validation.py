@@ -3,6 +3,7 @@ reference data's statistics, plus distribution drift against that reference."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,11 @@ from aiinfra.data import drift
 from aiinfra.data.validation_report import CheckResult, ValidationReport
 from aiinfra.project.config import ValidationConfig
 from aiinfra.project.schema import Feature, Schema
+
+# GX logs at INFO, on every import, ~200 lines on how it registers its own docs and metrics;
+# they say nothing to a user (a pipeline task's logger is at INFO).
+for _chatty in ("great_expectations._docs_decorators", "great_expectations.expectations.registry"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 INTEGER_TYPES = ["int8", "int16", "int32", "int64", "Int64", "int"]
 FLOAT_TYPES = ["float16", "float32", "float64", "Float64", "float", *INTEGER_TYPES]

@@ -88,9 +88,12 @@ def service_hosts(namespace: str) -> list[str]:
 
 def pod_config(config: PlatformConfig, namespace: str = "aiinfra") -> PlatformConfig:
     """The config the pods run with: the profile's, with the Service's names and the probes'
-    Host added to ``serving.allowed_hosts`` (the service refuses any other Host header)."""
+    Host added to ``serving.allowed_hosts`` (the service refuses any other Host header) and
+    the container's port."""
     allowed = [*config.serving.allowed_hosts, PROBE_HOST, *service_hosts(namespace)]
-    serving = config.serving.model_copy(update={"allowed_hosts": list(dict.fromkeys(allowed))})
+    # The pod listens where the image's CMD binds, whatever port this machine's profile uses.
+    update = {"allowed_hosts": list(dict.fromkeys(allowed)), "port": CONTAINER_PORT}
+    serving = config.serving.model_copy(update=update)
     return config.model_copy(update={"serving": serving})
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aiinfra.project.config_errors import ConfigError, explain, unknown_env_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # Set while rebuilding a config a pipeline passed on: then the environment must not change it.
@@ -388,9 +390,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformCon
     source = Path(path) if path else PROJECT_ROOT / "configs" / f"{profile or 'local'}.yaml"
     raw: dict[str, Any] = {}
     if source.exists():
-        loaded = yaml.safe_load(source.read_text())
+        try:
+            loaded = yaml.safe_load(source.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{source}: expected a mapping at the top level")
+            raise ConfigError(f"{source}: expected a mapping at the top level")
         raw = loaded or {}
         # A profile's relative home, like its project root, starts at the profile's folder.
         if "home" in raw and not Path(str(raw["home"])).is_absolute():
@@ -398,7 +403,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> PlatformCon
     elif path is not None or profile:
         raise FileNotFoundError(f"config file not found: {source}")
     raw.update(overrides)
-    config = PlatformConfig(**raw)
+    unknown_env_settings(PlatformConfig)
+    try:
+        config = PlatformConfig(**raw)
+    except ValidationError as exc:
+        profile_file = source if source.exists() else None
+        raise explain(exc, PlatformConfig, profile_file, overrides) from None
     # Resolved once here (".." steps and links included): every state path is built under it.
     config.home = (Path.cwd() / config.home).resolve()
     # A profile's relative project root starts at the profile's folder (as compose files do).
