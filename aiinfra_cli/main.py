@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aiinfra_cli import cluster
+from aiinfra_cli import cluster, registry_commands
 
 if TYPE_CHECKING:
     from aiinfra.project.config import PlatformConfig
@@ -299,62 +299,6 @@ def serve(
 
 
 @app.command()
-def promote(
-    version: str,
-    reason: str = typer.Option("manual promotion", help="why (recorded on the version)"),
-    force: bool = typer.Option(False, help="promote even if validation or the gate did not pass"),
-) -> None:
-    """Move @champion to VERSION (refused unless its validation and gate passed).
-
-    Example: aiinfra promote 3 --reason "reviewed by risk team"
-    """
-    from aiinfra.release import registry
-
-    cfg = state.config
-    try:
-        previous = registry.promote(
-            cfg.mlflow.tracking_uri, cfg.model_name, version, reason=reason, force=force
-        )
-    except registry.PromotionRefused as exc:
-        _fail(str(exc))
-    typer.echo(f"@champion: {previous or 'none'} -> {version}")
-
-
-@app.command()
-def history() -> None:
-    """Every move of @champion: when, from which version to which, by whom, why.
-
-    Example: aiinfra history
-    """
-    from aiinfra.release import registry
-
-    cfg = state.config
-    moves = registry.history(cfg.mlflow.tracking_uri, cfg.model_name)
-    if not moves:
-        typer.echo(f"{cfg.model_name}: @champion has never moved")
-    for m in moves:
-        move = f"{m.from_version:>5} -> {m.to_version:<5}"
-        forced = " (forced)" if m.forced else ""
-        typer.echo(f"{m.at}  {m.kind:<8} {move} by {m.by}: {m.reason}{forced}")
-
-
-@app.command()
-def rollback(reason: str = typer.Option("", help="why (recorded in the history)")) -> None:
-    """Move @champion back to the version it replaced (recorded like any promotion).
-
-    Example: aiinfra rollback --reason "p99 latency regression"
-    """
-    from aiinfra.release import registry
-
-    cfg = state.config
-    try:
-        target = registry.rollback(cfg.mlflow.tracking_uri, cfg.model_name, reason=reason)
-    except registry.PromotionRefused as exc:
-        _fail(str(exc))
-    typer.echo(f"@champion rolled back to {target}")
-
-
-@app.command()
 def quickstart() -> None:
     """Everything on the local profile: MLflow, data, features, pipeline, serving, a prediction.
 
@@ -419,6 +363,8 @@ def init(
 
 # compile, submit, schedule, retrain: the way to a cluster and retraining without a person.
 cluster.register(app, lambda: state.config, _console)
+# history, show, promote, rollback: the registry, read without importing MLflow.
+registry_commands.register(app, lambda: state.config)
 
 # Options of the callback, which click only takes before the command's name.
 GLOBAL_OPTIONS = {"--config": True, "-c": True, "--home": True, "--verbose": False}

@@ -25,6 +25,14 @@ from mlflow.models import infer_signature
 import aiinfra.release.mlflow_plugins  # noqa: F401 (before any MLflow call)
 from aiinfra.project.schema import Schema
 
+# Defined in the read-only view the command line uses without importing MLflow; the
+# ``X as X`` names stay part of this module's interface.
+from aiinfra.release.registry_view import CHAMPION as CHAMPION
+from aiinfra.release.registry_view import HISTORY_PREFIX, moves_from_tags
+from aiinfra.release.registry_view import ChampionMove as ChampionMove
+from aiinfra.release.registry_view import RegistryUnavailable as RegistryUnavailable
+from aiinfra.release.registry_view import champion_lineage as champion_lineage
+
 # torch (through the model) is imported where a model is loaded: reading and moving aliases
 # (validation, promotion, the CLI) does without it.
 if TYPE_CHECKING:
@@ -32,18 +40,12 @@ if TYPE_CHECKING:
 
     from aiinfra.training.model import TabularModel
 
-CHAMPION = "champion"
 CHALLENGER = "challenger"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 
 
 class PromotionRefused(RuntimeError):
     """A version may not become champion (its checks did not pass)."""
-
-
-class RegistryUnavailable(RuntimeError):
-    """The registry did not answer a question it must answer (it is down or failing): never
-    read as "no such model" or "no champion", which would let an unchecked model through."""
 
 
 def _absent(exc: MlflowException) -> bool:
@@ -325,39 +327,13 @@ def rollback(tracking_uri: str, name: str, actor: str | None = None, reason: str
     lineage = champion_lineage(history(tracking_uri, name))
     if len(lineage) < 2 or lineage[-1] != current:
         raise PromotionRefused(f"@champion of {name} (version {current}) has no previous version")
-    target = lineage[-2]
+    target: str = lineage[-2]
     # Back to a version that only served by a forced promotion: the rollback is forced too
     # (recorded, so the service still accepts it).
     forced = not passed_checks({**version_tags(tracking_uri, name, target), "promotion_forced": ""})
     why = reason or f"rollback from {current}"
     _move_champion(c, name, target, actor, why, "rollback", forced, current)
     return target
-
-
-def champion_lineage(moves: list[ChampionMove]) -> list[str]:
-    """The champions still to roll back through, oldest first: a promotion pushes a version,
-    a rollback pops one (so a second rollback goes further back, never forth again)."""
-    stack: list[str] = []
-    for move in moves:
-        if move.kind == "rollback":
-            if stack:
-                stack.pop()
-            if not stack or stack[-1] != move.to_version:  # a history from before this rule
-                stack.append(move.to_version)
-        else:
-            stack.append(move.to_version)
-    return stack
-
-
-@dataclass(frozen=True)
-class ChampionMove:
-    at: str
-    from_version: str
-    to_version: str
-    by: str
-    reason: str
-    kind: str
-    forced: bool
 
 
 def history(tracking_uri: str, name: str) -> list[ChampionMove]:
@@ -368,11 +344,8 @@ def history(tracking_uri: str, name: str) -> list[ChampionMove]:
         if _absent(exc):
             return []
         raise
-    moves = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
-    return [ChampionMove(**m) for m in moves]
-
-
-_HISTORY_PREFIX = "champion_move."
+    moves: list[ChampionMove] = moves_from_tags(tags)
+    return moves
 
 
 def _move_champion(
@@ -416,7 +389,7 @@ def _move_champion(
         c.set_model_version_tag(name, version, key, value)
     c.set_registered_model_alias(name, CHAMPION, version)
     # One tag per move, keyed by time (+ a random suffix: concurrent moves never collide).
-    key = f"{_HISTORY_PREFIX}{time.time_ns():020d}.{secrets.token_hex(2)}"
+    key = f"{HISTORY_PREFIX}{time.time_ns():020d}.{secrets.token_hex(2)}"
     c.set_registered_model_tag(name, key, json.dumps(asdict(move)))
     return previous
 
