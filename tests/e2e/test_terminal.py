@@ -88,6 +88,7 @@ def test_quickstart_fits_a_screen_and_ends_with_its_results(
 ) -> None:
     code, raw, home = quickstart
     shown = screen(raw)
+    print("\n".join(shown))  # the screen, for the record (pytest -s)
     assert code == 0, "\n".join(shown)
     text = "\n".join(shown)
     assert len(shown) <= 30, text
@@ -100,10 +101,11 @@ def test_quickstart_fits_a_screen_and_ends_with_its_results(
     assert "\x1b[" in raw  # a terminal gets the live indicator and colours
 
     # Every path and URL it names is real: the reports, the log, the MLflow run, the service.
-    named = dict(line.split(None, 1) for line in shown if len(line.split(None, 1)) == 2)
+    # "label        value" lines: a 12-character label, a space, the value
+    named = {line[:13].strip(): line[13:].strip() for line in shown if not line.startswith(" ")}
     report = Path(named["validation"])
     assert report.suffix == ".html" and "<html" in report.read_text().lower()
-    gate_report = Path(text.split("gate report")[1].split()[0])
+    gate_report = Path(named["gate report"])
     assert gate_report.suffix == ".md" and gate_report.read_text().strip()
     log = Path(named["log"])
     assert log.is_relative_to(home) and "Executing task 'train-model'" in log.read_text()

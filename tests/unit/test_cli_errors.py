@@ -125,3 +125,38 @@ def test_global_options_move_before_the_command_with_their_values() -> None:
     ]  # fmt: skip
     assert global_options_first(["--config", "x.yaml", "run"]) == ["--config", "x.yaml", "run"]
     assert global_options_first(["init", "d", "--", "--home"]) == ["init", "d", "--", "--home"]
+
+
+def test_run_with_the_mlflow_port_taken_fails_at_once_and_stops_no_other_server(
+    tmp_path: Path, held_port: int
+) -> None:
+    """The case a user met: `run` waited 120 s, then stopped the MLflow server already running
+    for the same home on another port."""
+    config = smoke_config(tmp_path)  # its own free MLflow port
+    mlflow = local_servers.mlflow_service(config)
+    env = {
+        "AIINFRA_MLFLOW__PORT": str(config.mlflow.port),
+        "AIINFRA_MLFLOW__TRACKING_URI": config.mlflow.tracking_uri,
+    }
+    assert run_cli(tmp_path, "data", "generate").returncode == 0  # `run` checks the data first
+    assert run_cli(tmp_path, "up", env=env).returncode == 0
+    pid = local_servers.running_pid(mlflow)
+    try:
+        started = time.monotonic()
+        done = run_cli(
+            tmp_path,
+            "run",
+            env={
+                "AIINFRA_MLFLOW__PORT": str(held_port),
+                "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{held_port}",
+            },
+        )
+        elapsed = time.monotonic() - started
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        first = done.stderr.strip().splitlines()[0]
+        assert f"already runs on port {config.mlflow.port} (pid {pid})" in first, done.stderr
+        assert "aiinfra down" in first
+        assert elapsed < 30  # no wait for a server that cannot come
+        assert local_servers.running_pid(mlflow) == pid  # still the same server
+    finally:
+        local_servers.stop(mlflow)
