@@ -289,7 +289,7 @@ def serve(
     try:
         if foreground:
             svc = local_servers.bentoml_service(cfg)
-            local_servers.ensure_port_free(svc)
+            local_servers.check_startable(svc)
             register_webhook(cfg)
             os.execvpe(svc.command[0], svc.command, {**os.environ, **svc.env})
         base_url = start_serving(cfg)

@@ -182,8 +182,7 @@ def start_serving(config: PlatformConfig) -> str:
     """Start (or reuse) the BentoML service, wired to the registry's webhook. The webhook comes
     first: a registry that refuses it fails in seconds, and leaves no service behind."""
     service = local_servers.bentoml_service(config)
-    if local_servers.running_pid(service) is None:
-        local_servers.ensure_port_free(service)  # before the webhook points at the port
+    local_servers.check_startable(service)  # before the webhook points at the port
     base_url = register_webhook(config)
     local_servers.start(service, timeout=240)
     # The service loads @champion in the background (so it is alive while the registry is

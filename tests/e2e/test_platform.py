@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -233,19 +234,40 @@ def test_second_run_that_does_not_win_keeps_the_champion(
     assert answer["model_version"] == "1"
 
 
-def _cli(platform: PlatformConfig, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
+def _cli(platform: PlatformConfig, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    ports = {
         "AIINFRA_MLFLOW__PORT": str(platform.mlflow.port),
         "AIINFRA_MLFLOW__TRACKING_URI": platform.mlflow.tracking_uri,
     }
-    return run_cli(platform.home, *args, env=env)
+    return run_cli(platform.home, *args, env={**ports, **env})
+
+
+def test_serve_on_another_port_says_where_the_service_runs_and_keeps_it(
+    platform: PlatformConfig, service_url: str
+) -> None:
+    """The service for this home already runs: a second `serve` on another (here: taken)
+    port says where it runs in one line, at once, and stops nothing."""
+    service = local_servers.bentoml_service(platform)
+    pid = local_servers.running_pid(service)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        done = _cli(platform, "serve", AIINFRA_SERVING__PORT=str(other.getsockname()[1]))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"already runs on port {platform.serving.port} (pid {pid})" in line, line
+    assert local_servers.running_pid(service) == pid
+    assert httpx.get(f"{service_url}/readyz", timeout=10).status_code == 200
 
 
 def test_moving_champion_deploys_the_new_version_under_load_without_a_restart(
     platform: PlatformConfig, service_url: str
 ) -> None:
     refused = _cli(platform, "promote", "2")
-    assert refused.returncode == 1 and "gate=failed" in refused.stderr
+    gate_reason = registry.version_tags(platform.mlflow.tracking_uri, platform.model_name, "2")[
+        "gate_reason"
+    ]
+    assert refused.returncode == 1 and f"gate failed: {gate_reason}" in refused.stderr
     pid = local_servers.running_pid(local_servers.bentoml_service(platform))
     with Load(service_url, _request(platform)) as load:
         time.sleep(1)

@@ -359,6 +359,17 @@ def _refuse_another_port(service: Service, running: _Record) -> None:
     )
 
 
+def check_startable(service: Service) -> None:
+    """Raise now what :func:`start` would raise at once: this home's server runs on another
+    port, or another program holds the port. Nothing when this home's server already runs on
+    the port (a start reuses it). For callers with work to do before a start (the webhook)."""
+    running = _running_record(service)
+    if running is not None and not _has_exited(running.pid):
+        _refuse_another_port(service, running)
+        return
+    ensure_port_free(service)
+
+
 def ensure_port_free(service: Service) -> None:
     """Raise :class:`ServerStartError` when something listens on the service's address. The
     server would fail its bind only after its imports (minutes on a loaded machine): the port
