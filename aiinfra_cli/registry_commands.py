@@ -88,7 +88,7 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
         version: str,
         reason: str = typer.Option("manual promotion", help="why (recorded on the version)"),
         force: bool = typer.Option(
-            False, help="promote even if validation or the gate did not pass"
+            False, help="promote even if validation, the gate or the serving check did not pass"
         ),
     ) -> None:
         """Move @champion to VERSION (refused unless its validation and gate passed).
@@ -104,8 +104,11 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
                 "(use --force to override)"
             )
         from aiinfra.release import registry  # MLflow: only for a move that will happen
+        from aiinfra.steps import check_serving
 
         try:
+            if not force:  # a person's override skips the checks, the serving one included
+                check_serving(cfg, version)
             previous = registry.promote(
                 cfg.mlflow.tracking_uri, cfg.model_name, version, reason=reason, force=force
             )

@@ -33,6 +33,7 @@ class TrainingOutcome:
     run_dir: Path
     reports: dict[str, Path] = field(default_factory=dict)
     mlflow_run: str | None = None  # the run's page in the MLflow UI
+    serving_check: str | None = None  # "passed: <why>" when one ran before the promotion
 
     @property
     def promoted(self) -> bool:
@@ -56,11 +57,13 @@ class TrainingOutcome:
         lines = [
             f"version      {self.version}",
             f"gate         {self.gate}: {self.gate_reason}",
+            *([f"server check {self.serving_check}"] if self.serving_check else []),
             f"champion     {champion}",
         ]
         labels = {
             "validation-report.html": "validation",
             "gate-report.md": "gate report",
+            "model-card.md": "model card",
         }
         lines += [
             f"{labels[name]:<12} {path}" for name, path in self.reports.items() if name in labels
@@ -109,7 +112,14 @@ def run_training(
         result.run_dir,
         result.reports,
         mlflow_run_page(uri, name, result.version),
+        _serving_check(tags),
     )
+
+
+def _serving_check(tags: dict[str, str]) -> str | None:
+    if "serving_check" not in tags:
+        return None
+    return f"{tags['serving_check']}: {tags.get('serving_check_reason', '')}"
 
 
 def mlflow_run_page(tracking_uri: str, name: str, version: str) -> str | None:

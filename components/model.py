@@ -100,8 +100,10 @@ def register_model(
     training: str,
     git_commit: str,
     pipeline_run: str,
+    card: Output[Markdown],
 ) -> str:
-    """Log the MLflow run and register a version with lineage tags; returns the version."""
+    """Log the MLflow run and register a version with lineage tags and its model card (shown
+    here as Markdown); returns the version."""
     from pathlib import Path
 
     from aiinfra.ops.task_process import exit_without_final_collections
@@ -120,14 +122,18 @@ def register_model(
         TrainingSummary.from_json(training),
         lineage,
         Path(validation_report.path),
+        card_out=Path(card.path),
     )
 
 
-def promote_model(config: str, version: str, pipeline_run: str) -> str:
-    """Move @champion to ``version``; returns the version it replaced ("none" if first)."""
+def promote_model(config: str, version: str, pipeline_run: str, model: Input[Model]) -> str:
+    """Serve ``version`` in a real serving process and hold it to ``model`` (as evaluated),
+    then move @champion to it; returns the version it replaced ("none" if first)."""
+    from pathlib import Path
+
     from aiinfra.ops.task_process import exit_without_final_collections
     from aiinfra.project.config import config_from_json
     from aiinfra.steps import promote_model as step
 
     exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
-    return step(config_from_json(config), version, pipeline_run) or "none"
+    return step(config_from_json(config), version, pipeline_run, Path(model.path)) or "none"

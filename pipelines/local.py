@@ -83,7 +83,8 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
             if run_dir is None
             else run_results.save_reports(run_dir, reports_dir(config, run_dir))
         )
-        raise PipelineFailed(_explain(run_dir, reports, exc), reports) from exc
+        message = _serving_check_failure(config, run_dir) or _explain(run_dir, reports, exc)
+        raise PipelineFailed(message, reports) from exc
     run_dir = _new_run(config, before) or config.pipeline_root
     return LocalRun(
         version=str(task.output),
@@ -95,6 +96,28 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
 def _new_run(config: PlatformConfig, before: set[Path]) -> Path | None:
     new = sorted(set(config.pipeline_root.iterdir()) - before)
     return new[-1] if new else None
+
+
+def _serving_check_failure(config: PlatformConfig, run_dir: Path | None) -> str | None:
+    """Why promote-model refused the version it registered, when a serving check did."""
+    from aiinfra.release import registry_view
+
+    if run_dir is None or not (run_dir / "promote-model").exists():
+        return None
+    outputs = run_results.task_outputs(run_dir / "register-model")
+    version = outputs.get("Output")
+    if version is None:
+        return None
+    try:
+        info = registry_view.version_info(config.mlflow.tracking_uri, config.model_name, version)
+    except registry_view.RegistryUnavailable:
+        return None
+    if info is None or info.tags.get("serving_check") != "failed":
+        return None
+    return (
+        f"run stopped at promote-model: version {version} failed its serving check: "
+        f"{info.tags.get('serving_check_reason', '')} (@champion did not move)"
+    )
 
 
 def _explain(run_dir: Path | None, reports: dict[str, Path], exc: Exception) -> str:

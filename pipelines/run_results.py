@@ -19,6 +19,7 @@ REPORTS = {
     ("validate-data", "report"): "validation-report.html",
     ("validate-data", "summary"): "validation-summary.md",
     ("evaluate-model", "report"): "gate-report.md",
+    ("register-model", "card"): "model-card.md",
 }
 
 
@@ -30,7 +31,7 @@ def latest_run(pipeline_root: Path) -> Path | None:
 
 def task_summary(task_dir: Path) -> str:
     """The result of one finished task, in a few words ("" when it has none to show)."""
-    outputs = _outputs(task_dir)
+    outputs = task_outputs(task_dir)
     describe = _SUMMARIES.get(task_dir.name)
     return describe(task_dir, outputs) if describe else ""
 
@@ -46,7 +47,7 @@ def save_reports(run_dir: Path, into: Path) -> dict[str, Path]:
     return saved
 
 
-def _outputs(task_dir: Path) -> dict[str, Any]:
+def task_outputs(task_dir: Path) -> dict[str, Any]:
     """Returned values and artifact metadata of a task, by output name."""
     path = task_dir / "executor_output.json"
     if not path.exists():

@@ -68,9 +68,12 @@ def build_pipeline(config: PlatformConfig) -> Any:
         ).set_display_name("register model")
         with dsl.If(evaluated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             c.promote_model(
-                config=config_json, version=registered.output, pipeline_run=run
+                config=config_json,
+                version=registered.outputs["Output"],
+                pipeline_run=run,
+                model=trained.outputs["model"],
             ).set_display_name("promote to champion")
         task_options.configure(config)  # caching, retries, volume, secrets: from the config
-        return registered.output
+        return registered.outputs["Output"]
 
     return training_pipeline

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,12 @@ from aiinfra.project.config import PlatformConfig
 # process, and importing the libraries of every step (torch, MLflow, Feast, GX, scikit-learn,
 # matplotlib) would cost each task seconds it does not need (benchmarks/run.py measures it).
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from aiinfra.data.validation import ValidationReport
     from aiinfra.project.definition import Project
+    from aiinfra.project.schema import Schema
+    from aiinfra.release.model_card import ModelCard
     from aiinfra.training.job import TrainingSummary
 
 log = logging.getLogger(__name__)
@@ -268,13 +272,15 @@ def register_model(
     training: TrainingSummary,
     lineage: dict[str, str],
     validation_report: Path | None = None,
+    card_out: Path | None = None,
 ) -> str:
     """Log the run and register a version tagged with its lineage and its checks (once per
-    pipeline run: a retried task returns the version registered before)."""
+    pipeline run: a retried task returns the version registered before). The version's model
+    card is logged in its run; ``card_out``: where its Markdown is written too."""
     from aiinfra.data import drift
     from aiinfra.data.training_set import read_training_set
     from aiinfra.monitoring import retraining
-    from aiinfra.release import metrics, registry
+    from aiinfra.release import metrics, model_card, registry
     from aiinfra.training import search
     from aiinfra.training.model import TabularModel
 
@@ -282,12 +288,15 @@ def register_model(
     run = lineage.get("pipeline_run")
     if run and (done := registry.version_of_run(c, config.model_name, run)) is not None:
         log.info("pipeline run %s registered version %s already", run, done)
+        if card_out is not None:
+            _write_text(card_out, _stored_card(c, config.model_name, done))
         return str(done)
     frame, schema = read_training_set(training_set)
     model = TabularModel.load(model_dir, config.project.root)
+    data_hash = metrics.frame_hash(frame)
     tags = {
         **lineage,
-        "data_hash": metrics.frame_hash(frame),
+        "data_hash": data_hash,
         "eval_hash": evaluation.eval_hash,
         "feature_service": schema.feature_service,
         "task": schema.task,
@@ -314,6 +323,26 @@ def register_model(
         "energy_source": training.usage.get("energy_source", "unavailable"),
     }
     scores = {f"eval_{k}": v for k, v in evaluation.challenger.items()}
+    validation_html = (
+        validation_report.read_text()
+        if validation_report is not None and validation_report.exists()
+        else None
+    )
+    card = model_card.ModelCard(
+        config=config,
+        schema=schema,
+        version=_next_version(c, config.model_name),
+        evaluation=evaluation,
+        training=training,
+        tags=tags,
+        params=params,
+        data=model_card.DataFacts.of(frame, schema, str(config.labels_path), data_hash),
+        validation_summary=(
+            None
+            if validation_html is None
+            else model_card.validation_summary_from_html(validation_html)
+        ),
+    )
     registered = registry.log_and_register(
         c,
         config.experiment,
@@ -328,16 +357,21 @@ def register_model(
             # What the next run's data is compared with (drift), if this version becomes champion.
             registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame, schema)),
             registry.REFERENCE_SCHEMA: json.dumps(schema.to_dict(), indent=2, default=str),
-            **(
-                {"reports/validation.html": validation_report.read_text()}
-                if validation_report is not None and validation_report.exists()
-                else {}
-            ),
+            **({"reports/validation.html": validation_html} if validation_html else {}),
+            # In the registering call, so no version exists without its card.
+            **_card_texts(card),
         },
         run_name=lineage.get("pipeline_run"),
         history=training.history,
         figures=evaluation_figures(evaluation),
     )
+    # The card was written before the registry numbered the version and MLflow named the run
+    # (the version was a prediction): now both are known, it is written again in place.
+    card = replace(card, version=registered.version, run_id=registered.run_id)
+    for path, text in _card_texts(card).items():
+        c.log_text(registered.run_id, text, path)
+    if card_out is not None:
+        _write_text(card_out, card.markdown())
     # A sample of the training rows: what `aiinfra retrain --if-drifted` compares with.
     retraining.log_reference(c, registered.run_id, frame, schema)
     if evaluation.champion_version is not None:
@@ -351,9 +385,46 @@ def register_model(
     return str(registered.version)
 
 
-def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> str | None:
+def _card_texts(card: ModelCard) -> dict[str, str]:
+    from aiinfra.release import model_card
+
+    return {model_card.MARKDOWN_PATH: card.markdown(), model_card.HTML_PATH: card.html()}
+
+
+def _next_version(c: MlflowClient, name: str) -> str:
+    """The number the registry will most likely give the next version of ``name`` (its highest
+    live version + 1; concurrent registrations or deleted versions can make it wrong)."""
+    # A model not registered yet has no versions: the search finds none.
+    latest = c.search_model_versions(
+        f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
+    )
+    return str(int(latest[0].version) + 1) if latest else "1"
+
+
+def _stored_card(c: MlflowClient, name: str, version: str) -> str:
+    """The Markdown card logged with ``version``."""
+    from aiinfra.release import model_card
+
+    run_id = str(c.get_model_version(name, version).run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(c.download_artifacts(run_id, model_card.MARKDOWN_PATH, tmp)).read_text()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def promote_model(
+    config: PlatformConfig, version: str, pipeline_run: str, model_dir: Path | None = None
+) -> str | None:
+    """Move @champion to a version the gate passed, once it answered in a real serving process
+    as evaluated (``model_dir``: the model as evaluated; default: the registered one). Returns
+    the version it replaced; raises ``PromotionRefused`` when the serving check fails (the
+    reason is recorded on the version and in its gate report)."""
     from aiinfra.release import registry
 
+    check_serving(config, version, model_dir)
     previous: str | None = registry.promote(
         config.mlflow.tracking_uri,
         config.model_name,
@@ -363,3 +434,48 @@ def promote_model(config: PlatformConfig, version: str, pipeline_run: str) -> st
         as_evaluated=True,  # refuse if @champion moved since the gate compared against it
     )
     return previous
+
+
+def check_serving(config: PlatformConfig, version: str, model_dir: Path | None = None) -> None:
+    """Serve before promote (``aiinfra.ops.serving_check``), when the profile asks for it:
+    record the outcome on the version; raise ``PromotionRefused`` when it failed."""
+    if not config.gate.serving_check.enabled:
+        return
+    from aiinfra.ops import serving_check
+    from aiinfra.release import registry
+    from aiinfra.training.model import TabularModel, trusted_entry_points
+
+    uri, name, root = config.mlflow.tracking_uri, config.model_name, config.project.root
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = (
+            TabularModel.load(model_dir, root)
+            if model_dir is not None
+            else registry.load_version(
+                uri, name, version, Path(tmp), root, trusted_entry_points(config.model)
+            )
+        )
+    outcome = serving_check.check_version(
+        config,
+        version,
+        expected,
+        sample_rows(config, expected.schema, config.gate.serving_check.rows),
+    )
+    registry.record_serving_check(uri, name, version, outcome.tags(), outcome.markdown())
+    if not outcome.passed:
+        raise registry.PromotionRefused(
+            f"version {version} of {name} failed its serving check: {outcome.reason}"
+        )
+
+
+def sample_rows(config: PlatformConfig, schema: Schema, count: int) -> list[dict[str, Any]]:
+    """The newest ``count`` rows of the label table as request rows (entity keys and
+    request-time features, as plain values)."""
+    from aiinfra.project.definition import read_label_table
+
+    labels = read_label_table(config.labels_path, schema.timestamp)
+    fields = [*schema.entity_names, *(f.name for f in schema.request_features)]
+    newest = labels.sort_values(schema.timestamp, ascending=False).head(count)[fields]
+    return [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in newest.to_dict("records")
+    ]

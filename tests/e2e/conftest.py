@@ -40,6 +40,9 @@ def loan_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform
     # The service polls the registry only every 2 minutes: a deployment within seconds of
     # a promotion can only come from the registry's webhook.
     config = smoke_config(tmp_path_factory.mktemp("platform"), poll_seconds=120)
+    # Every promotion of this home is served and checked first, as on the local profile.
+    check = config.gate.serving_check.model_copy(update={"enabled": True})
+    config.gate = config.gate.model_copy(update={"serving_check": check})
     yield from running_platform(config)
 
 

@@ -72,6 +72,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
         "AIINFRA_MLFLOW__PORT": str(mlflow_port),
         "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
         "AIINFRA_SERVING__PORT": str(serving_port),
+        "AIINFRA_GATE__SERVING_CHECK__ENABLED": "true",  # as on the local profile
         "TERM": "xterm",
     }
     code, raw = run_in_terminal(
@@ -96,6 +97,7 @@ def test_quickstart_fits_a_screen_and_ends_with_its_results(
         assert any(line.split()[:2] == ["ok", task] for line in shown), text
     assert "passed: " in text and "checks on 1500 rows" in text  # validation's result
     assert re.search(r"^version +1$", text, re.M) and "none -> 1 (promoted)" in text, text
+    assert re.search(r"^server check passed: answered \d+ rows as evaluated", text, re.M), text
     for word in ("Warning", "warning", "Traceback", "INFO", "Skipping"):
         assert word not in text, f"{word!r} on screen:\n{text}"
     assert "\x1b[" in raw  # a terminal gets the live indicator and colours

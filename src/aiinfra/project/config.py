@@ -83,6 +83,9 @@ class ProjectConfig(_Section):
     )
     labels: LabelsConfig
     description: str = ""
+    # What the model is for and where it must not be trusted: stated on every model card.
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
     # Optional: writes the project's tables when the label table is missing (demo projects).
     generator: EntryPoint | None = None
 
@@ -217,6 +220,19 @@ class TrainingConfig(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
 
 
+class ServingCheckConfig(_Section):
+    """Serve before promote: before ``@champion`` moves, the version is loaded into a real
+    serving process, which must answer sample rows as the evaluated model does, in time."""
+
+    enabled: bool = True
+    rows: int = Field(50, ge=1, description="rows of the label table sent, newest first")
+    tolerance: float = Field(1e-5, ge=0, description="largest allowed difference in an answer")
+    p95_ms: float = Field(
+        500, gt=0, description="latency budget: p95 of one-row /predict calls, milliseconds"
+    )
+    start_timeout_s: float = Field(240, gt=0, description="how long the server may take to load")
+
+
 class GateConfig(_Section):
     """When a newly trained model may replace the champion. Directions come from the metric
     (roc_auc: higher is better; rmse: lower is better); "floor" means the worst allowed."""
@@ -230,6 +246,7 @@ class GateConfig(_Section):
     max_regression: float = Field(
         0.02, ge=0, description="no metric may get worse than the champion's by more than this"
     )
+    serving_check: ServingCheckConfig = Field(default_factory=ServingCheckConfig)
 
 
 class MlflowConfig(_Section):
@@ -259,6 +276,9 @@ class ServingConfig(_Section):
     retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with every 503")
     drain_seconds: float = Field(
         20, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
+    pinned_version: str | None = Field(
+        None, description="serve this version instead of following @champion (serving checks)"
     )
 
     def trusted_hosts(self) -> list[str]:

@@ -59,8 +59,28 @@ def _absent(exc: MlflowException) -> bool:
 def passed_checks(tags: dict[str, str]) -> bool:
     """Whether a version may serve: it passed validation and the gate, or a person forced its
     promotion (recorded on the version by :func:`promote`)."""
-    checked = tags.get("validation") == "passed" and tags.get("gate") == "passed"
+    checked = (
+        tags.get("validation") == "passed"
+        and tags.get("gate") == "passed"
+        and tags.get("serving_check") != "failed"  # absent: not asked for, or an older version
+    )
     return checked or tags.get("promotion_forced") == "true"
+
+
+def record_serving_check(
+    tracking_uri: str, name: str, version: str, tags: dict[str, str], report: str
+) -> None:
+    """Record a serving check on the version (tags) and in its gate report (a section
+    appended to ``reports/gate.md`` of the version's run)."""
+    c = client(tracking_uri)
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, value)
+    run_id = str(c.get_model_version(name, version).run_id)
+    gate = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        if any(f.path == "reports/gate.md" for f in c.list_artifacts(run_id, "reports")):
+            gate = Path(c.download_artifacts(run_id, "reports/gate.md", tmp)).read_text()
+    c.log_text(run_id, f"{gate.rstrip()}\n\n{report}".lstrip(), "reports/gate.md")
 
 
 @dataclass(frozen=True)
@@ -307,6 +327,8 @@ def promote(
         for key in ("validation", "gate")
         if tags.get(key) != "passed"
     ]
+    if tags.get("serving_check") == "failed":
+        problems.append("serving_check=failed")
     if problems and not force:
         raise PromotionRefused(
             f"version {version} of {name} cannot be promoted: {', '.join(problems)} "

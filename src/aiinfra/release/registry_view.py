@@ -119,6 +119,8 @@ def why_refused(tags: Mapping[str, str]) -> str | None:
     if (gate := tags.get("gate")) != "passed":
         detail = tags.get("gate_reason") or "no reason recorded"
         reasons.append(f"gate {gate}: {detail}" if gate else "gate not recorded")
+    if tags.get("serving_check") == "failed":
+        reasons.append(f"serving check failed: {tags.get('serving_check_reason', '')}")
     return "; ".join(reasons) or None
 
 

@@ -82,7 +82,8 @@ class ChampionSlot:
         recorded on the version (tag ``deployment_error``)."""
         uri, name = self.config.mlflow.tracking_uri, self.config.model_name
         with self._refreshing:
-            version = registry.alias_version(uri, name, registry.CHAMPION)
+            pinned = self.config.serving.pinned_version
+            version = pinned or registry.alias_version(uri, name, registry.CHAMPION)
             current = self._served
             if version is None or (current is not None and current.version == version):
                 return False
@@ -93,7 +94,9 @@ class ChampionSlot:
             except Exception as exc:  # the registry's trouble: the next poll tries again
                 self._retry_later(version, exc)
                 return False
-            if not registry.passed_checks(tags):
+            # A pinned version is served for a serving check, before any promotion: the
+            # caller decided it may be tried; it never answers users.
+            if not pinned and not registry.passed_checks(tags):
                 # Not rejected for good: a forced promotion recorded later makes it servable.
                 self._unchecked(version, tags)
                 return False
