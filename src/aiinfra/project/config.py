@@ -202,6 +202,9 @@ class TrainingConfig(_Section):
     # Hardware. "auto" precision: bf16 autocast on a CUDA device that has it, else fp32.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = Field(False, description="torch.compile the network (CUDA only)")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch threads on CPU (None: one per core; 1 suits small nets)"
+    )
     deterministic: bool = Field(True, description="deterministic kernels: same seed, same model")
     nproc_per_node: int = Field(1, ge=1, description="data-parallel processes (torchrun)")
     # A long run: checkpoints, early stopping, progress.

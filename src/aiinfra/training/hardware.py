@@ -77,6 +77,14 @@ def set_determinism(enabled: bool, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = not enabled
 
 
+def set_cpu_threads(threads: int | None, device: torch.device) -> None:
+    """torch's intra-op threads for a CPU run (None: torch's default, one per core). A small
+    network's kernels are too short to split: on a 2-core machine whose other core is busy
+    (a second test worker, a server), two threads ran ~5x slower than one."""
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(threads)
+
+
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy host data to the device once: from pinned memory and asynchronously on CUDA."""
     if device.type == "cuda":

@@ -300,6 +300,7 @@ def train(
     device = select_device(config.device, ctx.local_rank)
     distributed.init(ctx, device)
     hardware.set_determinism(config.deterministic, device)
+    hardware.set_cpu_threads(config.cpu_threads, device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     fit_part, watch_part = split_by_time(frame, config.eval_fraction, schema)
