@@ -6,7 +6,9 @@ when the service is imported, so the OpenAPI page shows the project's own fields
 starts even when no champion exists yet, reporting not ready on ``/readyz`` until one is
 loaded. The registry's webhook (``POST /hooks/mlflow``,
 HMAC-signed with ``AIINFRA_WEBHOOK_SECRET``) triggers a swap as soon as ``@champion`` moves;
-a poll every ``serving.poll_seconds`` catches anything a webhook missed. Before a request
+a poll every ``serving.poll_seconds`` catches anything a webhook missed. Every answer carries
+an ``X-Request-ID`` (``aiinfra.runtime.request_id``; in /predict's body too): the prediction log
+keeps it with the stored features used, for ``aiinfra trace ID``. Before a request
 reaches an endpoint, ``aiinfra.runtime.guards`` refuses foreign hosts, non-JSON and oversized
 bodies, and drains on SIGTERM; a feature store that fails answers 503, never 500. Every error
 answers one JSON shape, ``{"error": ..., "detail"?: [...]}``, declared in the OpenAPI document
@@ -50,6 +52,8 @@ from aiinfra.runtime.api import (
 from aiinfra.runtime.champion import ChampionSlot
 from aiinfra.runtime.guards import Drain, RequestGuard, UniformErrors, error_body
 from aiinfra.runtime.prediction_log import PredictionLog
+from aiinfra.runtime.request_id import RequestId
+from aiinfra.runtime.request_id import current as current_request_id
 
 
 def _config() -> PlatformConfig:
@@ -119,8 +123,9 @@ class ModelService:
             raise InvalidArgument(str(exc)) from exc
         except StoreUnavailable as exc:  # logged once per outage by OnlineFeatures
             return _unavailable(str(exc))
-        response = predict(served, features, self.config.model_name)
-        self.log.record(plain, response)
+        request_id = current_request_id()  # set by RequestId, which also answers it as a header
+        response = predict(served, features, self.config.model_name, request_id)
+        self.log.record(plain, response, features, request_id)
         return PredictionResponse(**response)
 
     # BentoML sheds a queued request (503) once its expected wait passes max_latency_ms: at
@@ -169,8 +174,10 @@ def _openapi_document() -> dict[str, Any]:
     return openapi_document(spec, CONFIG, SCHEMA)
 
 
-# Outermost first: every error leaves in the one shape; a foreign Host (DNS rebinding) is
-# refused before anything reads the body.
+# Outermost first: every answer, refusals included, carries its request id; every error
+# leaves in the one shape; a foreign Host (DNS rebinding) is refused before anything reads the
+# body.
+ModelService.add_asgi_middleware(RequestId)
 ModelService.add_asgi_middleware(UniformErrors)
 ModelService.add_asgi_middleware(
     TrustedHostMiddleware, allowed_hosts=CONFIG.serving.trusted_hosts()

@@ -33,6 +33,7 @@ from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Feature, Schema
 from aiinfra.runtime.champion import Served
 from aiinfra.runtime.guards import ERROR_SCHEMA, error_body
+from aiinfra.runtime.request_id import HEADER
 
 log = logging.getLogger(__name__)
 MAX_BATCH_ROWS = 1000
@@ -89,6 +90,12 @@ def answer_fields(schema: Schema) -> dict[str, tuple[Any, Any]]:
     return {"value": (float, Field(description=f"predicted {schema.label}"))}
 
 
+REQUEST_ID_DESCRIPTION = (
+    "this request's id, as in the X-Request-ID header: `aiinfra trace ID` shows the model "
+    "version, its data and the stored features behind this answer"
+)
+
+
 def response_types(schema: Schema) -> tuple[type[BaseModel], type[BaseModel]]:
     """(the /predict response, one row of the /predict_batch answer)."""
     answer = create_model("Prediction", **answer_fields(schema))  # type: ignore[call-overload]
@@ -97,6 +104,9 @@ def response_types(schema: Schema) -> tuple[type[BaseModel], type[BaseModel]]:
         model_name=(str, ...),
         model_version=(str, ...),
         predictions=(list[answer], ...),
+        # Optional, so that answers made without the service (tests, the baselines of
+        # benchmarks/) validate; the service always sets it.
+        request_id=(str | None, Field(None, description=REQUEST_ID_DESCRIPTION)),
     )
     optional = {name: (kind | None, None) for name, (kind, _) in answer_fields(schema).items()}
     batch_row = create_model(  # type: ignore[call-overload]
@@ -228,12 +238,15 @@ def _probe_value(f: Feature) -> Any:
     return f.min_value if f.min_value is not None else 0
 
 
-def predict(served: Served, features: pd.DataFrame, model_name: str) -> dict[str, Any]:
+def predict(
+    served: Served, features: pd.DataFrame, model_name: str, request_id: str | None = None
+) -> dict[str, Any]:
     model = served.model
     return {
         "model_name": model_name,
         "model_version": served.version,
         "predictions": answers(model.schema, model.classes, model.predict(features)),
+        "request_id": request_id,
     }
 
 
@@ -318,7 +331,10 @@ def api_info(config: PlatformConfig, schema: Schema) -> dict[str, Any]:
             f"Project `{project}` ({schema.task}): the `@champion` version of the MLflow model "
             f'`{model}` answers. `POST /predict` with `{{"rows": [...]}}`, one object per row '
             "(the entity keys and the request-time features below); stored features come from "
-            "the Feast online store. Every answer names the model version that made it. Every "
+            "the Feast online store. Every answer names the model version that made it, and "
+            "carries an `X-Request-ID` header (the caller's, when it is at most 64 of "
+            "`A-Za-z0-9._-`; else a new one): `aiinfra trace ID` explains a logged `/predict` "
+            "answer from it. Every "
             'error answers an `Error` object: `{"error": "..."}`, with `detail` listing each '
             "problem when the body fails validation."
         ),
@@ -330,8 +346,9 @@ def api_info(config: PlatformConfig, schema: Schema) -> dict[str, Any]:
 def openapi_document(
     spec: dict[str, Any], config: PlatformConfig, schema: Schema
 ) -> dict[str, Any]:
-    """BentoML's OpenAPI document of the service, with the project's info and the ``Error``
-    schema declared for every error each path answers."""
+    """BentoML's OpenAPI document of the service, with the project's info, the ``Error``
+    schema declared for every error each path answers, and the ``X-Request-ID`` header on
+    each of their answers."""
     document = copy.deepcopy(spec)
     document["info"] = api_info(config, schema)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -342,7 +359,16 @@ def openapi_document(
         for operation in document["paths"].get(path, {}).values():
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"] = _with_errors(operation["responses"], errors)
+                for response in operation["responses"].values():
+                    response.setdefault("headers", {})[HEADER] = _REQUEST_ID_HEADER
     return document
+
+
+_REQUEST_ID_HEADER = {
+    "description": "the request's id: the caller's X-Request-ID when it is at most 64 of "
+    "A-Za-z0-9._-, else a new one",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
 
 
 def _with_errors(responses: dict[str, Any], errors: dict[int, str]) -> dict[str, Any]:
