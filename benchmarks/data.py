@@ -4,13 +4,16 @@ against a plain baseline measured in the same run.
 1. validation: the GX suite against the same checks as vectorized pandas (100k, 1M rows,
    clean and with five checks failing; target <= 3x at 1M), both giving the same verdicts;
    GX's import time and its cost at any size apart;
-2. historical retrieval: Feast ``get_historical_features`` (file and duckdb offline stores)
-   against pandas ``merge_asof`` with the same TTL rule, at 10k, 100k and 1M entity rows, each
-   in a fresh subprocess so its peak memory is its own (its first call, paying the imports,
-   apart); target <= 3x at 1M, and linear: time per row at 1M over that at 100k.
+2. historical retrieval: Feast ``get_historical_features`` (its file and duckdb offline stores,
+   and ours answering with an ASOF join, ``aiinfra.data.asof_store``) against pandas
+   ``merge_asof`` with the same TTL rule, at 10k, 100k and 1M entity rows, each in a fresh
+   subprocess so its peak memory is its own (its first call, paying the imports, apart);
+   target <= 3x at 1M, and linear: time per row at 1M over that at 100k. Each store's values
+   are compared with those of Feast's duckdb store (a digest of the features, in row order).
 Online reads are in benchmarks/online.py.
 
-Run: make bench-data   (or: python -m benchmarks.data --quick for the small sizes only)
+Run: make bench-data   (or: python -m benchmarks.data --quick for the small sizes only;
+--only historical --sizes 100000 1000000 for the retrieval part at chosen sizes)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from aiinfra.data import feature_store
+from aiinfra.data.asof_store import STORE_TYPE as ASOF_STORE
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, load_config
 from aiinfra.project.definition import load_project, read_label_table
 from aiinfra.project.feature_repo import FeatureRepo
@@ -38,6 +42,9 @@ from aiinfra.project.schema import Schema
 from benchmarks.pandas_checks import pandas_checks
 
 SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
+# The Feast offline store each measured method names (pandas: none, the baseline).
+OFFLINE_STORES = {"file": "file", "duckdb": "duckdb", "asof": ASOF_STORE}
+HISTORICAL_METHODS = ["pandas", *OFFLINE_STORES]
 
 
 def _config(home: Path, loans: int, offline: str | None = None) -> PlatformConfig:
@@ -106,7 +113,7 @@ def one_historical(rows: int, method: str) -> dict[str, float]:
     call on 10 rows is timed apart: it pays the imports a fresh process needs (Feast loads its
     store's modules on first use), a cost per process, not per row."""
     with tempfile.TemporaryDirectory() as tmp:
-        offline = method if method != "pandas" else None
+        offline = OFFLINE_STORES.get(method)
         config, schema, store, repo = _prepared(Path(tmp), rows, offline)
         entities = _labels(config, schema)
         retrieve: Callable[[pd.DataFrame], pd.DataFrame] = (
@@ -122,14 +129,24 @@ def one_historical(rows: int, method: str) -> dict[str, float]:
         result = retrieve(entities)
         seconds = time.perf_counter() - start
     assert len(result) == rows
-    missing = int(result[[f.name for f in schema.stored_features]].isna().any(axis=1).sum())
+    features = result[[f.name for f in schema.stored_features]]
+    missing = int(features.isna().any(axis=1).sum())
     return {
         "seconds": seconds,
+        "digest": _digest(features),
         "first_call_s": first,
         "rows_with_nulls": missing,
         "peak_mb": _rss_mb(),
         "setup_mb": before,
     }
+
+
+def _digest(features: pd.DataFrame) -> int:
+    """A digest of the values in row order (the Feast stores answer in input order), numbers as
+    floats: equal digests, equal values, whether a store gives an integer column or floats."""
+    numeric = features.select_dtypes("number").columns
+    values = features.astype({c: "float64" for c in numeric})
+    return int(pd.util.hash_pandas_object(values, index=False).sum())
 
 
 def historical(sizes: list[int], methods: list[str]) -> list[dict[str, Any]]:
@@ -279,7 +296,7 @@ def _historical_lines(hist: list[dict[str, Any]]) -> list[str]:
     lines = [
         "\n== historical retrieval: Feast point-in-time join vs pandas merge_asof ==",
         f"{'rows':>10}{'method':>8}{'s':>9}{'1st call s':>11}{'peak MB':>9}{'ratio':>8}  target"
-        "  rows with nulls",
+        "  rows with nulls  same values as duckdb",
     ]
     for r in hist:
         if "error" in r:
@@ -290,9 +307,18 @@ def _historical_lines(hist: list[dict[str, Any]]) -> list[str]:
         target, nulls = f"<= {HISTORICAL_TARGET:g}x", r["rows_with_nulls"]
         lines.append(
             f"{r['rows']:>10}{r['method']:>8}{r['seconds']:>9.2f}{r['first_call_s']:>11.2f}"
-            f"{r['peak_mb']:>9.0f}{ratio:>8.1f}  {target}{nulls:>17}"
+            f"{r['peak_mb']:>9.0f}{ratio:>8.1f}  {target}{nulls:>17}  {_same_as_duckdb(hist, r)}"
         )
     return lines + _linearity_lines(hist)
+
+
+def _same_as_duckdb(hist: list[dict[str, Any]], r: dict[str, Any]) -> str:
+    """Whether a Feast store's features equal the duckdb store's at that size ("-" for the
+    pandas baseline, whose frame is in time order, and where duckdb did not run)."""
+    found = [d for d in hist if (d["rows"], d["method"]) == (r["rows"], "duckdb") and "digest" in d]
+    if r["method"] == "pandas" or not found:
+        return "-"
+    return "yes" if found[0]["digest"] == r["digest"] else "NO"
 
 
 def _linearity_lines(hist: list[dict[str, Any]]) -> list[str]:
@@ -310,8 +336,9 @@ def _linearity_lines(hist: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def report(val: dict[str, Any], hist: list[dict[str, Any]]) -> str:
-    return "\n".join(_validation_lines(val) + _historical_lines(hist))
+def report(val: dict[str, Any] | None, hist: list[dict[str, Any]] | None) -> str:
+    lines = _validation_lines(val) if val is not None else []
+    return "\n".join(lines + (_historical_lines(hist) if hist is not None else []))
 
 
 def main() -> None:
@@ -319,15 +346,29 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--only", choices=["validation", "historical"], help="one part only")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="entity rows of the retrieval part (default: 10k..1M)"
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=HISTORICAL_METHODS,
+        default=HISTORICAL_METHODS,
+        help="retrieval methods to measure (pandas is the baseline of the ratios)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_historical(args.rows, args.one)))
         return
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
-    val = validation([100_000] if args.quick else [100_000, 1_000_000])
-    hist = historical(sizes, ["pandas", "file", "duckdb"])
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    val = hist = None
+    if args.only != "historical":
+        val = validation([100_000] if args.quick else [100_000, 1_000_000])
+    if args.only != "validation":
+        hist = historical(sizes, args.methods)
     print(report(val, hist))
 
 

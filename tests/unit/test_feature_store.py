@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from aiinfra.data import feature_store
+from aiinfra.data.asof_store import STORE_TYPE as ASOF_STORE
 from aiinfra.project.definition import load_project
 from aiinfra.project.schema import Schema
 from aiinfra.runtime.api import OnlineFeatures
@@ -18,8 +19,11 @@ from examples.loan_default.data import APPLICANT_ID, EVENT_TIMESTAMP, LOAN_ID, Z
 from tests.conftest import smoke_config
 
 
-# Every test runs on both offline stores: the join's semantics must not depend on the store.
-@pytest.fixture(scope="module", params=["file", "duckdb"])
+# Every test runs on each offline store (Feast's file and duckdb ones, and ours answering with
+# an ASOF join): the join's semantics must not depend on the store.
+@pytest.fixture(
+    scope="module", params=["file", "duckdb", ASOF_STORE], ids=["file", "duckdb", "asof"]
+)
 def store_env(  # type: ignore[no-untyped-def]
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
@@ -72,9 +76,9 @@ def test_the_offline_store_is_the_one_configured(store_env) -> None:  # type: ig
     assert store.config.offline_store.type == config.features.offline_store["type"]
 
 
-def test_the_repo_default_is_duckdb(tmp_path: Path) -> None:
+def test_the_repo_default_is_the_asof_duckdb_store(tmp_path: Path) -> None:
     store = feature_store.open_store(smoke_config(tmp_path))
-    assert store.config.offline_store.type == "duckdb"
+    assert store.config.offline_store.type == ASOF_STORE
 
 
 def test_historical_features_are_point_in_time_correct(store_env, demo: demo_data.DemoData) -> None:  # type: ignore[no-untyped-def]

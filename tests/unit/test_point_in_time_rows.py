@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from aiinfra.data import feature_store
+from aiinfra.data.asof_store import STORE_TYPE as ASOF_STORE
 from aiinfra.project.definition import load_project
 from examples.loan_default import data as demo_data
 from examples.loan_default.data import APPLICANT_ID, EVENT_TIMESTAMP, LOAN_ID, ZIPCODE
@@ -28,7 +29,7 @@ def dense() -> demo_data.DemoData:
     return data
 
 
-@pytest.mark.parametrize("offline", ["file", "duckdb"])
+@pytest.mark.parametrize("offline", ["file", "duckdb", ASOF_STORE])
 def test_loans_sharing_a_zipcode_and_a_second_each_get_their_values(
     offline: str, dense: demo_data.DemoData, tmp_path: Path
 ) -> None:

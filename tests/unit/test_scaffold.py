@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from aiinfra.data.asof_store import STORE_TYPE as ASOF_STORE
 from aiinfra.project.config import PROJECT_ROOT, load_config
 from aiinfra.project.definition import ProjectError
 from aiinfra.project.scaffold import Scaffold, init_project
@@ -268,7 +269,9 @@ def test_definitions_are_plain_feast_in_order(shop: Scaffold) -> None:
     assert view.batch_source.created_timestamp_column == "created"
     store = yaml.safe_load((repo_dir / "feature_store.yaml").read_text())
     assert store["project"] == "my_shop_2024" and store["entity_key_serialization_version"] == 3
-    assert store["online_store"]["type"] == "sqlite" and store["offline_store"]["type"] == "duckdb"
+    assert (
+        store["online_store"]["type"] == "sqlite" and store["offline_store"]["type"] == ASOF_STORE
+    )
 
 
 def test_the_training_set_joins_every_row_with_its_features(shop: Scaffold) -> None:

@@ -109,8 +109,9 @@ registry: ../.aiinfra/feast/registry.db
 online_store:
   type: sqlite
   path: ../.aiinfra/feast/online_store.db
+# Point-in-time joins with duckdb's ASOF JOIN (aiinfra's subclass of Feast's duckdb store).
 offline_store:
-  type: duckdb
+  type: aiinfra.data.asof_store.AsofDuckDBOfflineStore
 entity_key_serialization_version: 3
 """
 
