@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aiinfra_cli import cluster, registry_commands, trace_command
+from aiinfra_cli import cluster, registry_commands, shadow_command, trace_command
 
 if TYPE_CHECKING:
     from aiinfra.project.config import PlatformConfig
@@ -367,6 +367,7 @@ cluster.register(app, lambda: state.config, _console)
 registry_commands.register(app, lambda: state.config)
 # trace: a served request back to its model version, data and stored features.
 trace_command.register(app, lambda: state.config)
+shadow_command.register(app, lambda: state.config)
 
 # Options of the callback, which click only takes before the command's name.
 GLOBAL_OPTIONS = {"--config": True, "-c": True, "--home": True, "--verbose": False}

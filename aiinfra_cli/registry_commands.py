@@ -103,6 +103,10 @@ def register(app: typer.Typer, config: Callable[[], PlatformConfig]) -> None:
                 f"version {version} of {cfg.model_name} cannot be promoted: {why} "
                 "(use --force to override)"
             )
+        from aiinfra.steps import shadow_evidence
+
+        if not force and (lacking := shadow_evidence(cfg, version)):
+            _fail(f"version {version} of {cfg.model_name} cannot be promoted yet: {lacking}")
         from aiinfra.release import registry  # MLflow: only for a move that will happen
         from aiinfra.steps import check_serving
 

@@ -97,7 +97,12 @@ def _registered(task_dir: Path, outputs: dict[str, Any]) -> str:
 
 
 def _promoted(task_dir: Path, outputs: dict[str, Any]) -> str:
-    return f"@champion was {outputs.get('Output', '?')}"
+    previous = str(outputs.get("Output", "?"))
+    return (
+        f"not promoted: {previous}"
+        if previous.startswith("awaiting")
+        else f"@champion was {previous}"
+    )
 
 
 _SUMMARIES = {

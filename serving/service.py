@@ -19,7 +19,9 @@ answers one JSON shape, ``{"error": ..., "detail"?: [...]}``, declared in the Op
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 from typing import Any
 
 # The service never sits in MLflow's default retries (7, with backoff: minutes) at start or
@@ -49,11 +51,15 @@ from aiinfra.runtime.api import (
     row_type,
     serving_schema,
 )
-from aiinfra.runtime.champion import ChampionSlot
+from aiinfra.runtime.canary import Canary
+from aiinfra.runtime.champion import ChampionSlot, Served
 from aiinfra.runtime.guards import Drain, RequestGuard, UniformErrors, error_body
 from aiinfra.runtime.prediction_log import PredictionLog
 from aiinfra.runtime.request_id import RequestId
 from aiinfra.runtime.request_id import current as current_request_id
+from aiinfra.runtime.shadow import Shadow
+
+log = logging.getLogger(__name__)
 
 
 def _config() -> PlatformConfig:
@@ -101,6 +107,19 @@ class ModelService:
         # or down (a startup probe would kill the pod), /readyz once a champion is served.
         self.slot.refresh_soon()
         self.slot.watch()
+        serving = self.config.serving
+        self.shadow = (
+            Shadow(self.config.shadow_log_dir, serving.shadow_share, serving.log_retention_days)
+            if serving.shadow
+            else None
+        )
+        self.canary = Canary(serving.canary, self._canary_stopped)
+        # @challenger, for shadow traffic and the canary only.
+        self.challenger: ChampionSlot | None = None
+        if serving.shadow or serving.canary.percent > 0:
+            self.challenger = ChampionSlot(self.config, SCHEMA, alias=registry.CHALLENGER)
+            self.challenger.refresh_soon()
+            self.challenger.watch()
         DRAIN.on_sigterm(self.config.serving.drain_seconds)
 
     def __is_ready__(self) -> bool:
@@ -124,9 +143,43 @@ class ModelService:
         except StoreUnavailable as exc:  # logged once per outage by OnlineFeatures
             return _unavailable(str(exc))
         request_id = current_request_id()  # set by RequestId, which also answers it as a header
-        response = predict(served, features, self.config.model_name, request_id)
+        challenger = self.challenger.served if self.challenger is not None else None
+        answering = self.canary.choose(served, challenger)
+        started = time.perf_counter()
+        try:
+            response = predict(answering, features, self.config.model_name, request_id)
+        except Exception:
+            if answering is served:
+                raise
+            # The canary failed this request: the champion answers it, the failure counts.
+            self._observe(answering, True, started, served, challenger)
+            answering, started = served, time.perf_counter()
+            response = predict(served, features, self.config.model_name, request_id)
+        spent_ms = self._observe(answering, False, started, served, challenger)
         self.log.record(plain, response, features, request_id)
+        if self.shadow is not None and answering is served:
+            self.shadow.send(challenger, served, features, plain, response, spent_ms, request_id)
         return PredictionResponse(**response)
+
+    def _observe(
+        self, answering: Served, failed: bool, started: float, champion: Served,
+        challenger: Served | None,
+    ) -> float:  # fmt: skip
+        spent_ms = (time.perf_counter() - started) * 1000
+        self.canary.observe(
+            answering.version, failed, spent_ms, champion.version,
+            None if challenger is None else challenger.version,
+        )  # fmt: skip
+        return spent_ms
+
+    def _canary_stopped(self, version: str, reason: str) -> None:
+        """Record on the version why its canary stopped (best effort: serving goes on)."""
+        try:
+            registry.client(self.config.mlflow.tracking_uri).set_model_version_tag(
+                self.config.model_name, version, "canary_stopped", reason[:4000]
+            )
+        except Exception:
+            log.exception("could not record the canary's stop of version %s", version)
 
     # BentoML sheds a queued request (503) once its expected wait passes max_latency_ms: at
     # 1 s that shed requests at concurrency 32 on 2 cores. 10 s sheds only a real overload.

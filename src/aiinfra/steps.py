@@ -424,6 +424,11 @@ def promote_model(
     reason is recorded on the version and in its gate report)."""
     from aiinfra.release import registry
 
+    if config.gate.shadow.min_requests > 0:  # promoted later, on shadow evidence
+        registry.client(config.mlflow.tracking_uri).set_model_version_tag(
+            config.model_name, version, "promotion", AWAITING_SHADOW
+        )
+        return AWAITING_SHADOW
     check_serving(config, version, model_dir)
     previous: str | None = registry.promote(
         config.mlflow.tracking_uri,
@@ -434,6 +439,35 @@ def promote_model(
         as_evaluated=True,  # refuse if @champion moved since the gate compared against it
     )
     return previous
+
+
+AWAITING_SHADOW = "awaiting shadow traffic (gate.shadow)"
+
+
+def shadow_evidence(config: PlatformConfig, version: str) -> str | None:
+    """Why the shadow traffic logged so far does not support promoting ``version`` (None when
+    it does, or when the profile asks for none)."""
+    rule = config.gate.shadow
+    if rule.min_requests <= 0:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    from aiinfra.monitoring import shadow_report
+
+    since = datetime.now(UTC) - timedelta(days=config.serving.log_retention_days)
+    seen = shadow_report.summarize(config.shadow_log_dir, since).get(version)
+    if seen is None or seen.requests < rule.min_requests:
+        count = 0 if seen is None else seen.requests
+        return (
+            f"shadow traffic: {count} of the {rule.min_requests} requests gate.shadow asks for "
+            "(serve with serving.shadow on)"
+        )
+    if seen.agreement < rule.min_agreement:
+        return (
+            f"shadow traffic: agreement {seen.agreement:.1%} with the champion, below "
+            f"gate.shadow.min_agreement {rule.min_agreement:.1%}"
+        )
+    return None
 
 
 def check_serving(config: PlatformConfig, version: str, model_dir: Path | None = None) -> None:

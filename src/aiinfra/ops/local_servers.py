@@ -104,6 +104,8 @@ def mlflow_service(config: PlatformConfig) -> Service:
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "https,http",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         ENCRYPTION_KEY_ENV: webhook_encryption_key(config),
+        # Nothing is sent anywhere unless the user asks (their own setting is inherited).
+        "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
     }
     # `aiinfra` starts this server only when the tracking URI names it: both move together.
     setting = (

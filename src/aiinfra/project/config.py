@@ -223,6 +223,16 @@ class TrainingConfig(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
 
 
+class ShadowRuleConfig(_Section):
+    """Promotion only on shadow evidence: with ``min_requests`` above 0, a version is promoted
+    (by a person or CI: ``aiinfra promote``) only once the service shadowed it on that many
+    live requests (``serving.shadow``) with at least ``min_agreement`` with the champion; the
+    pipeline then registers it and leaves @champion for later."""
+
+    min_requests: int = Field(0, ge=0, description="0: no shadow traffic required")
+    min_agreement: float = Field(0.0, ge=0, le=1, description="share of the same decisions")
+
+
 class ServingCheckConfig(_Section):
     """Serve before promote: before ``@champion`` moves, the version is loaded into a real
     serving process, which must answer sample rows as the evaluated model does, in time."""
@@ -250,6 +260,7 @@ class GateConfig(_Section):
         0.02, ge=0, description="no metric may get worse than the champion's by more than this"
     )
     serving_check: ServingCheckConfig = Field(default_factory=ServingCheckConfig)
+    shadow: ShadowRuleConfig = Field(default_factory=ShadowRuleConfig)
 
 
 class MlflowConfig(_Section):
@@ -262,6 +273,16 @@ class MlflowConfig(_Section):
     # libpq's PGPASSWORD in the environment (never in a profile). None: sqlite / <home>/mlflow.
     backend_store_uri: str | None = None
     artifacts_destination: str | None = None
+
+
+class CanaryConfig(_Section):
+    """A share of live requests answered by @challenger, stopped when it does worse."""
+
+    percent: float = Field(0, ge=0, le=100, description="share of /predict requests, percent")
+    min_requests: int = Field(20, ge=1, description="of each version before comparing")
+    window: int = Field(200, ge=1, description="recent requests compared, per version")
+    max_error_rate_increase: float = Field(0.01, ge=0, description="over the champion's")
+    max_latency_ratio: float = Field(2.0, gt=0, description="p95 over the champion's p95")
 
 
 class ServingConfig(_Section):
@@ -283,6 +304,9 @@ class ServingConfig(_Section):
     pinned_version: str | None = Field(
         None, description="serve this version instead of following @champion (serving checks)"
     )
+    shadow: bool = Field(False, description="also run @challenger on live requests, log only")
+    shadow_share: float = Field(1.0, ge=0, le=1, description="share of requests shadowed")
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
     def trusted_hosts(self) -> list[str]:
         """The allow-list, with the address the service binds to when it is a specific one."""
@@ -395,6 +419,10 @@ class PlatformConfig(BaseSettings):
     @property
     def prediction_log_dir(self) -> Path:
         return self.home / "serving" / "predictions"
+
+    @property
+    def shadow_log_dir(self) -> Path:
+        return self.home / "serving" / "shadow"
 
     @property
     def run_dir(self) -> Path:

@@ -57,11 +57,15 @@ class Served:
 class ChampionSlot:
     """The model being served, swapped atomically when @champion moves."""
 
-    def __init__(self, config: PlatformConfig, schema: Schema | None = None) -> None:
+    def __init__(
+        self, config: PlatformConfig, schema: Schema | None = None, alias: str = registry.CHAMPION
+    ) -> None:
         """``schema``: what the running service's types were built from; a champion trained
-        on another contract is not served (None: any)."""
+        on another contract is not served (None: any). ``alias``: the one it follows
+        (``challenger`` for shadow traffic and canaries)."""
         self.config = config
         self.schema = schema
+        self.alias = alias
         self._served: Served | None = None
         self._refreshing = threading.Lock()  # one load at a time (poller and webhook)
         self._stop = threading.Event()
@@ -83,7 +87,7 @@ class ChampionSlot:
         uri, name = self.config.mlflow.tracking_uri, self.config.model_name
         with self._refreshing:
             pinned = self.config.serving.pinned_version
-            version = pinned or registry.alias_version(uri, name, registry.CHAMPION)
+            version = pinned or registry.alias_version(uri, name, self.alias)
             current = self._served
             if version is None or (current is not None and current.version == version):
                 return False
@@ -141,6 +145,9 @@ class ChampionSlot:
             "it did not pass validation and the gate, and no forced promotion is recorded "
             f"(validation={tags.get('validation', 'missing')}, gate={tags.get('gate', 'missing')})"
         )
+        if self.alias != registry.CHAMPION:  # a challenger the gate held back: not shadowed
+            self.last_error = f"version {version} not loaded: {reason}"
+            return
         if self.last_error is None or reason not in self.last_error:
             self._record(version, reason)
 

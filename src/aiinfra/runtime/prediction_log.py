@@ -50,6 +50,8 @@ class _Sampled:
     response: dict[str, Any]
     features: pd.DataFrame | None
     request_id: str | None
+    extra: dict[str, Any] | None = None  # more fields on every line
+    per_row: list[dict[str, Any]] | None = None  # more fields, line by line
 
     def lines(self) -> list[str]:
         """One JSON line per row (see the module's docstring)."""
@@ -64,9 +66,11 @@ class _Sampled:
         for i, (row, answer) in enumerate(
             zip(self.rows, self.response["predictions"], strict=True)
         ):
-            entry = {**shared, "row": i, "request": row}
+            entry = {**shared, **(self.extra or {}), "row": i, "request": row}
             if used is not None:
                 entry["features"] = used[i]
+            if self.per_row is not None:
+                entry.update(self.per_row[i])
             lines.append(json.dumps({**entry, "answer": answer}, default=str))
         return lines
 
@@ -105,13 +109,15 @@ class PredictionLog:
         response: dict[str, Any],
         features: pd.DataFrame | None = None,
         request_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+        per_row: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Queue ``rows`` with the answers of a /predict ``response``, the model input
         ``features`` (one row per request row) and the request's id; True if sampled. The lines
         are built by the writer thread: the caller must not change what it passed."""
         if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
             return False
-        sampled = _Sampled(datetime.now(UTC), rows, response, features, request_id)
+        sampled = _Sampled(datetime.now(UTC), rows, response, features, request_id, extra, per_row)
         try:
             self._queue.put_nowait(sampled)
         except queue.Full:
