@@ -136,6 +136,7 @@ def test_the_service_answers_for_a_random_entity_key(
     response = httpx.post(f"{base_url}/predict", json={"rows": [row]}, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
+    assert body.pop("request_id") != answer.pop("request_id")  # each answer has its own id
     assert body == answer and body["model_version"] == outcome.version
     (prediction,) = body["predictions"]
     assert 0 < prediction["probability"] < 1 and prediction["predicted_class"] in (0, 1)

@@ -300,9 +300,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cle
     """SIGTERM (what Kubernetes sends) while large batches are in flight. Every request the
     server took before the signal completes with 200, and some of those complete after it (so
     the drain had work to finish); a request that reached the server after the signal gets the
-    drain's 503, later ones a 503 or a refused connection; never a 500, a shed request or a
-    dropped response. On a loaded machine not all of the burst reaches the server before the
-    signal, so which requests were "in flight" is read from each answer, not assumed."""
+    drain's 503, later ones a 503 or a refused (or reset, never read) connection; never a 500,
+    a shed request or a dropped response. On a loaded machine not all of the burst reaches the
+    server before the signal, so which requests were "in flight" is read from each answer."""
     service, url = started_while_mlflow_was_down.service, started_while_mlflow_was_down.url
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
@@ -347,4 +347,8 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones_cle
     assert len(finished) + len(drained) == len(results), [r[:2] for r in results]
     assert any(r[2] > started_stop for r in finished), "no request was left for the drain"
     for outcome, _, _ in late:
-        assert outcome == 503 or "ConnectError" in str(outcome), late
+        # Sent after the signal: the drain's 503, or, once the server has closed, a refused
+        # connection or one the kernel had queued and the closing server reset (never read:
+        # no work was lost with it).
+        closed = "ConnectError" in str(outcome) or "Connection reset by peer" in str(outcome)
+        assert outcome == 503 or closed, late
