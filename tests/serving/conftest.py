@@ -3,14 +3,23 @@ their own on the session's real MLflow server."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from aiinfra.ops import local_servers
 from aiinfra.project.config import ModelConfig, PlatformConfig, TrainingConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
 from aiinfra.training import train
 from aiinfra.training.model import TabularModel
+from aiinfra_cli.workflow import apply_features
+from examples.loan_default.data import DemoData
+from tests.conftest import smoke_config
 
 FAST = TrainingConfig(epochs=2, device="cpu")
 SMALL = ModelConfig(settings={"hidden_sizes": [8]})
@@ -57,3 +66,31 @@ def fresh(mlflow_server: PlatformConfig, request: pytest.FixtureRequest) -> Plat
     return mlflow_server.model_copy(
         update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": name})}
     )
+
+
+def serving_home(
+    home: Path, mlflow_server: PlatformConfig, demo: DemoData, model_name: str
+) -> PlatformConfig:
+    """A platform home of its own (the demo tables, a materialized online store) on the
+    session's MLflow server, under ``model_name``."""
+    own = smoke_config(home)
+    config = own.model_copy(
+        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": model_name})}
+    )
+    demo.write(config.data_dir)
+    apply_features(config)
+    return config
+
+
+@contextlib.contextmanager
+def serving(config: PlatformConfig, name: str = "bentoml") -> Iterator[str]:
+    """``bentoml serve`` for ``config``, as ``aiinfra serve`` starts it (``name``: its own pid
+    file, for a second server on the home), once it answers with a champion; its URL."""
+    service = dataclasses.replace(local_servers.bentoml_service(config), name=name)
+    local_servers.start(service, timeout=240)
+    url = f"http://{config.serving.host}:{config.serving.port}"
+    try:
+        assert local_servers.wait_healthy(f"{url}/readyz", 120), "no champion served"
+        yield url
+    finally:
+        local_servers.stop(service)

@@ -14,15 +14,12 @@ import jsonschema
 import pandas as pd
 import pytest
 
-from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
 from aiinfra.release import registry
 from aiinfra.runtime.guards import uniform_error
 from aiinfra.training.model import TabularModel
-from aiinfra_cli.workflow import apply_features
 from examples.loan_default.data import DemoData
-from tests.conftest import smoke_config
-from tests.serving.conftest import register
+from tests.serving.conftest import register, serving, serving_home
 
 MODEL = "api-contract"
 # The loan example's request as the README documents it: an applicant and a zipcode the demo
@@ -46,22 +43,11 @@ def served(
 ) -> Iterator[tuple[PlatformConfig, str]]:
     """A champion of the loan example served by ``bentoml serve``, as ``aiinfra serve`` starts
     it, on the session's MLflow server and a materialized online store of its own."""
-    own = smoke_config(tmp_path_factory.mktemp("api-home"))
-    config = own.model_copy(
-        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": MODEL})}
-    )
-    demo.write(config.data_dir)
-    apply_features(config)
+    config = serving_home(tmp_path_factory.mktemp("api-home"), mlflow_server, demo, MODEL)
     version = register(config, training_frame, model)
     registry.promote(config.mlflow.tracking_uri, MODEL, version)
-    service = local_servers.bentoml_service(config)
-    local_servers.start(service, timeout=240)
-    url = f"http://{config.serving.host}:{config.serving.port}"
-    try:
-        assert local_servers.wait_healthy(f"{url}/readyz", 120), "no champion served"
+    with serving(config) as url:
         yield config, url
-    finally:
-        local_servers.stop(service)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ slower) stops by itself, with no failed request and the reason recorded on the v
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import pandas as pd
 import pytest
 
 from aiinfra.monitoring import shadow_report
-from aiinfra.ops import local_servers
 from aiinfra.project.config import CanaryConfig, PlatformConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
@@ -26,10 +24,10 @@ from aiinfra.runtime.canary import Canary
 from aiinfra.runtime.champion import Served
 from aiinfra.training import train
 from aiinfra.training.model import TabularModel
-from aiinfra_cli.workflow import apply_features, sample_request
+from aiinfra_cli.workflow import sample_request
 from examples.loan_default.data import DemoData
-from tests.conftest import free_port, run_cli, smoke_config
-from tests.serving.conftest import FAST, SMALL, register
+from tests.conftest import free_port, run_cli
+from tests.serving.conftest import FAST, SMALL, register, serving, serving_home
 
 MODEL = "shadow-model"
 
@@ -50,12 +48,7 @@ def home(
     schema: Schema,
     model: TabularModel,
 ) -> Home:
-    own = smoke_config(tmp_path_factory.mktemp("shadow-home"))
-    config = own.model_copy(
-        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": MODEL})}
-    )
-    demo.write(config.data_dir)
-    apply_features(config)
+    config = serving_home(tmp_path_factory.mktemp("shadow-home"), mlflow_server, demo, MODEL)
     champion = register(config, training_frame, model)
     registry.promote(config.mlflow.tracking_uri, MODEL, champion)
     # The challenger: a network far larger than the champion's, so its answers differ and its
@@ -70,16 +63,9 @@ def home(
 
 
 def _serving(home: Home, name: str, **settings: object) -> Iterator[str]:
-    serving = home.config.serving.model_copy(update={"port": free_port(), **settings})
-    config = home.config.model_copy(update={"serving": serving})
-    service = dataclasses.replace(local_servers.bentoml_service(config), name=name)
-    local_servers.start(service, timeout=240)
-    url = f"http://{serving.host}:{serving.port}"
-    try:
-        assert local_servers.wait_healthy(f"{url}/readyz", 120), "no champion served"
+    serving_settings = home.config.serving.model_copy(update={"port": free_port(), **settings})
+    with serving(home.config.model_copy(update={"serving": serving_settings}), name) as url:
         yield url
-    finally:
-        local_servers.stop(service)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 from aiinfra.data.training_set import read_training_set, write_training_set
-from aiinfra.ops import local_servers
 from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Schema
 from aiinfra.release import registry
@@ -30,10 +29,9 @@ from aiinfra.runtime.api import OnlineFeatures
 from aiinfra.runtime.prediction_log import PredictionLog, day_file, find_request
 from aiinfra.training.model import TabularModel
 from aiinfra_cli.trace_command import training_set_artifact
-from aiinfra_cli.workflow import apply_features
 from examples.loan_default.data import DemoData
-from tests.conftest import run_cli, smoke_config
-from tests.serving.conftest import register
+from tests.conftest import run_cli
+from tests.serving.conftest import register, serving, serving_home
 
 MODEL = "trace-model"
 PIPELINE_RUN = "loan-default-training-2026-01-02-03-04-05-000006"
@@ -69,12 +67,7 @@ def served(
     """A champion registered as a local pipeline run registers one: its training set left
     where kfp.local leaves it, its data hash computed as ``steps.register_model`` does (of
     that file, read back)."""
-    own = smoke_config(tmp_path_factory.mktemp("trace-home"))
-    config = own.model_copy(
-        update={"mlflow": mlflow_server.mlflow.model_copy(update={"model_name": MODEL})}
-    )
-    demo.write(config.data_dir)
-    apply_features(config)
+    config = serving_home(tmp_path_factory.mktemp("trace-home"), mlflow_server, demo, MODEL)
     artifact = training_set_artifact(config.pipeline_root, PIPELINE_RUN)
     assert artifact is not None
     write_training_set(training_frame, schema, artifact)
@@ -89,14 +82,8 @@ def served(
         feature_service=schema.feature_service,
     )
     registry.promote(config.mlflow.tracking_uri, MODEL, version)
-    service = local_servers.bentoml_service(config)
-    local_servers.start(service, timeout=240)
-    url = f"http://{config.serving.host}:{config.serving.port}"
-    try:
-        assert local_servers.wait_healthy(f"{url}/readyz", 120), "no champion served"
+    with serving(config) as url:
         yield Served(config, url, version, data_hash, artifact)
-    finally:
-        local_servers.stop(service)
 
 
 def _post(served: Served, path: str, body: Any, **headers: str) -> httpx.Response:
