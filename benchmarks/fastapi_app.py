@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from fastapi import FastAPI, HTTPException
 from pydantic import ConfigDict, create_model
 
@@ -35,6 +36,8 @@ from aiinfra.runtime.champion import Served
 
 def create_app() -> FastAPI:
     config = config_from_json(os.environ["AIINFRA_CONFIG_JSON"])
+    if config.serving.cpu_threads is not None:  # as the service does
+        torch.set_num_threads(config.serving.cpu_threads)
     schema = load_project(config).schema
     uri, name = config.mlflow.tracking_uri, config.model_name
     version = registry.alias_version(uri, name, registry.CHAMPION)

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import torch
 
 from aiinfra.data import feature_store
 from aiinfra.data.training_set import read_training_set
@@ -103,6 +104,8 @@ def bare_model(
     config: PlatformConfig, schema: Schema, version: str, rows: list[dict[str, Any]], n: int
 ) -> dict[str, list[float]]:
     """Per 1-row request in this process: lookup + forward, and the forward alone (seconds)."""
+    if config.serving.cpu_threads is not None:  # as the service does
+        torch.set_num_threads(config.serving.cpu_threads)
     features = OnlineFeatures(config, schema)
     with tempfile.TemporaryDirectory() as tmp:
         model = registry.load_version(

@@ -30,6 +30,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 import bentoml
+import torch
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -95,6 +96,8 @@ def _unavailable(reason: str) -> JSONResponse:
 class ModelService:
     def __init__(self) -> None:
         self.config = CONFIG
+        if CONFIG.serving.cpu_threads is not None:  # a small network's kernels are too short
+            torch.set_num_threads(CONFIG.serving.cpu_threads)  # to split (training.cpu_threads)
         self.webhook_secret = os.environ.get(webhooks.SECRET_ENV, "")
         self.features = OnlineFeatures(self.config, SCHEMA)
         self.log = PredictionLog(

@@ -304,6 +304,11 @@ class ServingConfig(_Section):
     pinned_version: str | None = Field(
         None, description="serve this version instead of following @champion (serving checks)"
     )
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads for the model (None: one per core; 1 suits small nets)",
+    )
     shadow: bool = Field(False, description="also run @challenger on live requests, log only")
     shadow_share: float = Field(1.0, ge=0, le=1, description="share of requests shadowed")
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
