@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,18 @@ from aiinfra.runtime.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 64  # shadowed requests waiting for the background thread
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One shadowed request, as the background thread gets it."""
+
+    challenger: Served
+    features: pd.DataFrame
+    rows: list[dict[str, Any]]
+    champion_response: dict[str, Any]
+    champion_ms: float
+    request_id: str | None
 
 
 class Shadow:
@@ -61,46 +74,38 @@ class Shadow:
                 self.skipped += 1
                 return False
             self._pending += 1
-        self._executor.submit(
-            self._run, challenger, features, rows, champion_response, champion_ms, request_id
-        )
+        job = _Job(challenger, features, rows, champion_response, champion_ms, request_id)
+        self._executor.submit(self._run, job)
         return True
 
-    def _run(
-        self,
-        challenger: Served,
-        features: pd.DataFrame,
-        rows: list[dict[str, Any]],
-        champion_response: dict[str, Any],
-        champion_ms: float,
-        request_id: str | None,
-    ) -> None:
+    def _run(self, job: _Job) -> None:
         from aiinfra.runtime.api import answers
 
         try:
             started = time.perf_counter()
-            model = challenger.model
-            predicted = answers(model.schema, model.classes, model.predict(features))
+            model = job.challenger.model
+            predicted = answers(model.schema, model.classes, model.predict(job.features))
             spent = (time.perf_counter() - started) * 1000
+            champion = job.champion_response
             self.log.record(
-                rows,
+                job.rows,
                 {
-                    "model_name": champion_response.get("model_name"),
-                    "model_version": challenger.version,
+                    "model_name": champion.get("model_name"),
+                    "model_version": job.challenger.version,
                     "predictions": predicted,
                 },
                 None,
-                request_id,
+                job.request_id,
                 extra={
-                    "champion_version": champion_response["model_version"],
+                    "champion_version": champion["model_version"],
                     "latency_ms": round(spent, 3),
-                    "champion_latency_ms": round(champion_ms, 3),
+                    "champion_latency_ms": round(job.champion_ms, 3),
                 },
-                per_row=[{"champion_answer": a} for a in champion_response["predictions"]],
+                per_row=[{"champion_answer": a} for a in champion["predictions"]],
             )
         except Exception:  # the challenger's failure is its own; the caller was answered
             self.failed += 1
-            log.exception("shadow prediction of version %s failed", challenger.version)
+            log.exception("shadow prediction of version %s failed", job.challenger.version)
         finally:
             with self._lock:
                 self._pending -= 1
