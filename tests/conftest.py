@@ -37,6 +37,15 @@ def run_cli(
 free_port = local_servers.free_port
 
 
+def mlflow_env(port: int) -> dict[str, str]:
+    """The environment that points a CLI run at a local MLflow server on ``port`` (the two
+    settings move together: see ``profile_config``)."""
+    return {
+        "AIINFRA_MLFLOW__PORT": str(port),
+        "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{port}",
+    }
+
+
 def profile_config(
     profile: Path, home: Path, poll_seconds: float = 0.5, **overrides: object
 ) -> PlatformConfig:

@@ -26,7 +26,7 @@ from aiinfra.release import registry
 from aiinfra.runtime.api import OnlineFeatures
 from aiinfra_cli.workflow import run_training, sample_request, wait_for_version
 from pipelines.local import PipelineFailed
-from tests.conftest import run_cli
+from tests.conftest import mlflow_env, run_cli
 from tests.e2e.load import Load
 
 pytestmark = pytest.mark.e2e
@@ -235,11 +235,7 @@ def test_second_run_that_does_not_win_keeps_the_champion(
 
 
 def _cli(platform: PlatformConfig, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    ports = {
-        "AIINFRA_MLFLOW__PORT": str(platform.mlflow.port),
-        "AIINFRA_MLFLOW__TRACKING_URI": platform.mlflow.tracking_uri,
-    }
-    return run_cli(platform.home, *args, env={**ports, **env})
+    return run_cli(platform.home, *args, env={**mlflow_env(platform.mlflow.port), **env})
 
 
 def test_serve_on_another_port_says_where_the_service_runs_and_keeps_it(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from aiinfra.project.config import PROJECT_ROOT
-from tests.conftest import SMOKE, free_port
+from tests.conftest import SMOKE, free_port, mlflow_env
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "aiinfra_cli.main"]
@@ -69,8 +69,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     mlflow_port, serving_port = free_port(), free_port()
     env = {
         **os.environ,
-        "AIINFRA_MLFLOW__PORT": str(mlflow_port),
-        "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+        **mlflow_env(mlflow_port),
         "AIINFRA_SERVING__PORT": str(serving_port),
         "AIINFRA_GATE__SERVING_CHECK__ENABLED": "true",  # as on the local profile
         "TERM": "xterm",

@@ -26,7 +26,7 @@ from aiinfra.training import train
 from aiinfra.training.model import TabularModel
 from aiinfra_cli.workflow import sample_request
 from examples.loan_default.data import DemoData
-from tests.conftest import free_port, run_cli
+from tests.conftest import free_port, mlflow_env, run_cli
 from tests.serving.conftest import FAST, SMALL, register, serving, serving_home
 
 MODEL = "shadow-model"
@@ -123,11 +123,7 @@ def test_shadow_report_and_the_promotion_rule_read_the_same_evidence(
     home: Home, shadowed: str
 ) -> None:
     seen = _shadow_lines(home, len(home.rows))["2"]
-    env = {
-        "AIINFRA_MLFLOW__PORT": str(home.config.mlflow.port),
-        "AIINFRA_MLFLOW__TRACKING_URI": home.config.mlflow.tracking_uri,
-        "AIINFRA_MLFLOW__MODEL_NAME": MODEL,
-    }
+    env = {**mlflow_env(home.config.mlflow.port), "AIINFRA_MLFLOW__MODEL_NAME": MODEL}
     report = run_cli(home.config.home, "shadow-report", env=env)
     assert report.returncode == 0, report.stderr
     print(report.stdout)  # the report, for the record (pytest -s)

@@ -30,7 +30,7 @@ from aiinfra.runtime.prediction_log import PredictionLog, day_file, find_request
 from aiinfra.training.model import TabularModel
 from aiinfra_cli.trace_command import training_set_artifact
 from examples.loan_default.data import DemoData
-from tests.conftest import run_cli
+from tests.conftest import mlflow_env, run_cli
 from tests.serving.conftest import register, serving, serving_home
 
 MODEL = "trace-model"
@@ -99,10 +99,7 @@ def _trace(served: Served, request_id: str) -> tuple[int, str, str, float]:
         served.config.home,
         "trace",
         request_id,
-        env={
-            "AIINFRA_MLFLOW__TRACKING_URI": served.config.mlflow.tracking_uri,
-            "AIINFRA_MLFLOW__PORT": str(served.config.mlflow.port),
-        },
+        env=mlflow_env(served.config.mlflow.port),
     )
     return done.returncode, done.stdout, done.stderr, time.perf_counter() - started
 

@@ -15,7 +15,7 @@ import pytest
 from aiinfra.ops import local_servers
 from aiinfra.project.config import PROJECT_ROOT
 from aiinfra_cli.main import global_options_first
-from tests.conftest import SMOKE, run_cli, smoke_config
+from tests.conftest import SMOKE, mlflow_env, run_cli, smoke_config
 
 
 @pytest.fixture
@@ -34,10 +34,7 @@ def test_a_taken_port_is_one_line_at_once_and_starts_nothing(
     done = run_cli(
         tmp_path,
         "up",
-        env={
-            "AIINFRA_MLFLOW__PORT": str(held_port),
-            "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{held_port}",
-        },
+        env=mlflow_env(held_port),
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 1
@@ -134,10 +131,7 @@ def test_run_with_the_mlflow_port_taken_fails_at_once_and_stops_no_other_server(
     for the same home on another port."""
     config = smoke_config(tmp_path)  # its own free MLflow port
     mlflow = local_servers.mlflow_service(config)
-    env = {
-        "AIINFRA_MLFLOW__PORT": str(config.mlflow.port),
-        "AIINFRA_MLFLOW__TRACKING_URI": config.mlflow.tracking_uri,
-    }
+    env = mlflow_env(config.mlflow.port)
     assert run_cli(tmp_path, "data", "generate").returncode == 0  # `run` checks the data first
     assert run_cli(tmp_path, "up", env=env).returncode == 0
     pid = local_servers.running_pid(mlflow)
@@ -146,10 +140,7 @@ def test_run_with_the_mlflow_port_taken_fails_at_once_and_stops_no_other_server(
         done = run_cli(
             tmp_path,
             "run",
-            env={
-                "AIINFRA_MLFLOW__PORT": str(held_port),
-                "AIINFRA_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{held_port}",
-            },
+            env=mlflow_env(held_port),
         )
         elapsed = time.monotonic() - started
         assert done.returncode == 1 and "Traceback" not in done.stderr
