@@ -33,6 +33,14 @@ class Source(StrEnum):
     data = "data"
 
 
+class PipelineKind(StrEnum):
+    training = "training"
+    monitoring = "monitoring"  # monitor serving; the training pipeline when a rule fires
+
+
+PipelineOpt = typer.Option(PipelineKind.training, "--pipeline", help="which pipeline")
+
+
 def _fail(message: str) -> None:
     typer.secho(message, fg="red", err=True)
     raise typer.Exit(1)
@@ -65,18 +73,21 @@ def register(
     def compile_pipeline(
         output: Path = typer.Option(Path("pipeline.yaml"), "--output", "-o"),
         allow_local: bool = AllowLocalOpt,
+        pipeline: PipelineKind = PipelineOpt,
     ) -> None:
-        """Compile the training pipeline to KFP IR YAML for a Kubeflow cluster.
+        """Compile the training (or monitoring) pipeline to KFP IR YAML for a Kubeflow cluster.
 
-        Example: aiinfra --config configs/cluster.yaml compile --output pipeline.yaml
+        Example: aiinfra --config configs/cluster.yaml compile --pipeline monitoring -o m.yaml
         """
         check_portable(config(), "pipeline", allow_local)
         from kfp import compiler
 
+        from pipelines.monitoring import build_monitoring_pipeline
         from pipelines.training import build_pipeline
 
-        compiler.Compiler().compile(build_pipeline(config()), str(output))
-        typer.echo(f"wrote {output}")
+        build = build_monitoring_pipeline if pipeline is PipelineKind.monitoring else build_pipeline
+        compiler.Compiler().compile(build(config()), str(output))
+        typer.echo(f"wrote {output} ({pipeline.value} pipeline)")
 
     @app.command()
     def submit(
@@ -104,17 +115,22 @@ def register(
         cron: str | None = typer.Option(None, help="KFP cron with seconds (default: kfp.schedule)"),
         git_commit: str | None = CommitOpt,
         allow_local: bool = AllowLocalOpt,
+        pipeline: PipelineKind = PipelineOpt,
     ) -> None:
-        """Create (or replace) the recurring training run on the cluster.
+        """Create (or replace) the recurring run of the training (or monitoring) pipeline on
+        the cluster; each pipeline has its own.
 
         Example: aiinfra --config configs/cluster.yaml schedule --cron "0 0 3 * * 1"
+        (hourly monitoring: ... schedule --pipeline monitoring --cron "0 0 * * * *")
         """
         check_portable(config(), "pipeline", allow_local)
         from pipelines import submit as kfp_submit
         from pipelines.local import git_commit as head
 
         try:
-            done = kfp_submit.schedule(config(), git_commit or head(), host, cron)
+            done = kfp_submit.schedule(
+                config(), git_commit or head(), host, cron, which=pipeline.value
+            )
         except Exception as exc:
             _fail(f"schedule failed: {exc}")
         typer.echo(f"recurring run {done.run_id} ({cron or config().kfp.schedule}): {done.url}")

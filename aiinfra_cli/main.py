@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aiinfra_cli import cluster, registry_commands, shadow_command, trace_command
+from aiinfra_cli import (
+    cluster,
+    monitor_command,
+    registry_commands,
+    shadow_command,
+    trace_command,
+)
 
 if TYPE_CHECKING:
     from aiinfra.project.config import PlatformConfig
@@ -368,6 +374,7 @@ registry_commands.register(app, lambda: state.config)
 # trace: a served request back to its model version, data and stored features.
 trace_command.register(app, lambda: state.config)
 shadow_command.register(app, lambda: state.config)
+monitor_command.register(app, lambda: state.config, _console)
 
 # Options of the callback, which click only takes before the command's name.
 GLOBAL_OPTIONS = {"--config": True, "-c": True, "--home": True, "--verbose": False}

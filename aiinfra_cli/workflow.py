@@ -89,10 +89,14 @@ def ensure_mlflow(config: PlatformConfig) -> None:
 
 
 def run_training(
-    config: PlatformConfig, commit: str | None = None, checked: Project | None = None
+    config: PlatformConfig,
+    commit: str | None = None,
+    checked: Project | None = None,
+    trigger: str = "",
 ) -> TrainingOutcome:
     """Check the project (a bad definition stops here, before any task), then run the
-    pipeline on kfp.local. ``checked``: the project as a caller already checked it."""
+    pipeline on kfp.local. ``checked``: the project as a caller already checked it;
+    ``trigger``: why a monitoring rule started the run."""
     from aiinfra.steps import check_project
 
     if checked is None:  # quickstart has checked it already
@@ -100,7 +104,7 @@ def run_training(
     ensure_mlflow(config)
     uri, name = config.mlflow.tracking_uri, config.model_name
     before = registry.alias_version(uri, name, registry.CHAMPION)
-    result = run_local(config, commit)
+    result = run_local(config, commit, trigger)
     tags = registry.version_tags(uri, name, result.version)
     after = registry.alias_version(uri, name, registry.CHAMPION)
     return TrainingOutcome(

@@ -19,6 +19,7 @@ from components.model import (
     search_hyperparameters,
     train_model,
 )
+from components.monitoring import monitor_model
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Components:
     register_model: Any
     promote_model: Any
     search_hyperparameters: Any
+    monitor_model: Any
 
 
 def build(image: str) -> Components:
@@ -46,4 +48,5 @@ def build(image: str) -> Components:
         register_model=component(register_model),
         promote_model=component(promote_model),
         search_hyperparameters=component(search_hyperparameters),
+        monitor_model=component(monitor_model),
     )

@@ -28,10 +28,14 @@ def build_training_set(config: str, training_set: Output[Dataset]) -> str:
 
 
 def validate_data(
-    config: str, training_set: Input[Dataset], report: Output[HTML], summary: Output[Markdown]
+    config: str,
+    training_set: Input[Dataset],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    trigger: str = "",
 ) -> None:
     """Great Expectations suite from the project's schema; fails the task (and the run) on bad
-    data."""
+    data. ``trigger``: why a monitoring rule started the run (drift is then reported only)."""
     from pathlib import Path
 
     from aiinfra.ops.task_process import exit_without_final_collections
@@ -40,5 +44,9 @@ def validate_data(
 
     exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
     validate_training_set(
-        config_from_json(config), Path(training_set.path), Path(summary.path), Path(report.path)
+        config_from_json(config),
+        Path(training_set.path),
+        Path(summary.path),
+        Path(report.path),
+        trigger,
     )

@@ -62,8 +62,10 @@ def evaluate_model(
     classification: Output[ClassificationMetrics],
     report: Output[Markdown],
     evaluation: Output[Artifact],
+    trigger: str = "",
 ) -> bool:
     """Score challenger and @champion on the same held-out rows; returns the gate's decision.
+    ``trigger``: why a monitoring rule started the run ("" otherwise).
 
     (A single return value: the local runner resolves ``dsl.If`` only on a task's ``Output``.)
     """
@@ -74,7 +76,7 @@ def evaluate_model(
     from aiinfra.steps import evaluate_model as step
 
     exit_without_final_collections()  # 1-1.5 s less at exit (see its docstring)
-    result = step(config_from_json(config), Path(training_set.path), Path(model.path))
+    result = step(config_from_json(config), Path(training_set.path), Path(model.path), trigger)
     for key, value in result.challenger.items():
         metrics.log_metric(f"challenger_{key}", value)
     for key, value in (result.champion or {}).items():
@@ -87,7 +89,9 @@ def evaluate_model(
         classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
     Path(report.path).write_text(result.report)
     Path(evaluation.path).write_text(result.to_json())
-    evaluation.metadata.update({"passed": result.passed, "reason": result.reason})
+    evaluation.metadata.update(
+        {"passed": result.passed, "held": result.held, "reason": result.reason}
+    )
     return result.passed
 
 
@@ -101,6 +105,7 @@ def register_model(
     git_commit: str,
     pipeline_run: str,
     card: Output[Markdown],
+    trigger: str = "",
 ) -> str:
     """Log the MLflow run and register a version with lineage tags and its model card (shown
     here as Markdown); returns the version."""
@@ -123,6 +128,7 @@ def register_model(
         lineage,
         Path(validation_report.path),
         card_out=Path(card.path),
+        trigger=trigger,
     )
 
 

@@ -60,8 +60,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
-    """Run every step as a local subprocess; raise PipelineFailed naming the failed step."""
+def run_local(config: PlatformConfig, commit: str | None = None, trigger: str = "") -> LocalRun:
+    """Run every step as a local subprocess; raise PipelineFailed naming the failed step.
+    ``trigger``: why a monitoring rule started the run (recorded on the version)."""
     config.pipeline_root.mkdir(parents=True, exist_ok=True)
     before = set(config.pipeline_root.iterdir())
     _quiet_local_runner()
@@ -75,7 +76,9 @@ def run_local(config: PlatformConfig, commit: str | None = None) -> LocalRun:
     )
     pipeline = build_pipeline(config)
     try:
-        task = pipeline(config_json=config.to_json(), git_commit=commit or git_commit())
+        task = pipeline(
+            config_json=config.to_json(), git_commit=commit or git_commit(), trigger=trigger
+        )
     except RuntimeError as exc:
         run_dir = _new_run(config, before)
         reports = (

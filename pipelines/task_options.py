@@ -16,9 +16,10 @@ from aiinfra.project.config import PlatformConfig
 
 # Tasks whose result depends on more than their inputs, or that change the registry. A cache
 # hit would reuse a stale training set (the data store changed), a stale comparison with
-# @champion (it moved), an old version number, or skip a promotion: never cached.
+# @champion (it moved), an old version number, or skip a promotion; monitoring reads the clock
+# (the windows up to now): a hit would replay an old verdict. Never cached.
 NEVER_CACHED = frozenset(
-    {"build-training-set", "evaluate-model", "register-model", "promote-model"}
+    {"build-training-set", "evaluate-model", "register-model", "promote-model", "monitor-model"}
 )
 # Reading the stores is the step that meets transient failures (a warehouse or Redis restart);
 # it writes nothing shared, so running it again is safe. Registering is not: a retry could

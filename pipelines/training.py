@@ -34,10 +34,15 @@ def build_pipeline(config: PlatformConfig) -> Any:
         description="Feast training set -> GX validation -> train -> evaluate vs @champion "
         "-> register -> promote when the gate passes",
     )
-    def training_pipeline(config_json: str = config.to_json(), git_commit: str = "unknown") -> str:
+    def training_pipeline(
+        config_json: str = config.to_json(), git_commit: str = "unknown", trigger: str = ""
+    ) -> str:
+        # trigger: why a monitoring rule started this run ("": a person or a schedule).
         run = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         data = c.build_training_set(config=config_json).set_display_name("build training set")
-        checked = c.validate_data(config=config_json, training_set=data.outputs["training_set"])
+        checked = c.validate_data(
+            config=config_json, training_set=data.outputs["training_set"], trigger=trigger
+        )
         checked.set_display_name("validate data")
         search: Any = "{}"
         if config.training.search.trials:  # whether to search is decided at compile time
@@ -55,6 +60,7 @@ def build_pipeline(config: PlatformConfig) -> Any:
             config=config_json,
             training_set=data.outputs["training_set"],
             model=trained.outputs["model"],
+            trigger=trigger,
         ).set_display_name("evaluate vs champion")
         registered = c.register_model(
             config=config_json,
@@ -65,6 +71,7 @@ def build_pipeline(config: PlatformConfig) -> Any:
             training=trained.outputs["Output"],
             git_commit=git_commit,
             pipeline_run=run,
+            trigger=trigger,
         ).set_display_name("register model")
         with dsl.If(evaluated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             c.promote_model(

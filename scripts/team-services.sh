@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The team profile's servers without Docker: PostgreSQL (MLflow's backend store) and Redis
 # (Feast's online store), from Debian's packages, as plain processes under one directory.
+# `install` also brings Debian's Chromium, which the report tests open the HTML reports in
+# (headless, offline: tests/report_browser.py); nothing here starts it.
 #
 #   scripts/team-services.sh install                  # apt-get the packages if missing (root)
-#   scripts/team-services.sh check                    # exit 1, naming what is missing
+#   scripts/team-services.sh check                    # exit 1, naming missing servers
 #   PGPASSWORD=... [AIINFRA_REDIS_PASSWORD=...] \
 #     scripts/team-services.sh start DIR [PGPORT] [REDISPORT]
 #   scripts/team-services.sh stop DIR
@@ -28,10 +30,19 @@ pg_bindir() {
   fi
 }
 
-missing() {
+# What `start` needs.
+missing_servers() {
   local out=()
   [[ -n "$(pg_bindir)" ]] || out+=(postgresql)
   command -v redis-server >/dev/null || out+=(redis-server)
+  echo "${out[*]}"
+}
+
+# What `install` brings: the servers and the report tests' browser.
+missing() {
+  local out
+  read -r -a out <<<"$(missing_servers)"
+  command -v chromium >/dev/null || out+=(chromium)
   echo "${out[*]}"
 }
 
@@ -48,7 +59,7 @@ cmd_install() {
   local need
   read -r -a need <<<"$(missing)"
   if [[ ${#need[@]} -eq 0 ]]; then
-    echo "team services: postgresql and redis-server already installed"
+    echo "team services: postgresql, redis-server and chromium already installed"
     return 0
   fi
   if [[ $(id -u) -ne 0 ]]; then
@@ -63,9 +74,14 @@ cmd_install() {
     >/dev/null
 }
 
+# Fails for the servers only: `start` and the team profile's test need them, not Chromium (the
+# report tests skip without it, or fail where AIINFRA_REQUIRE_BROWSER is set).
 cmd_check() {
   local need
-  need=$(missing)
+  need=$(missing_servers)
+  if ! command -v chromium >/dev/null; then
+    echo "note: chromium missing, the report tests skip (scripts/team-services.sh install)" >&2
+  fi
   if [[ -n "$need" ]]; then
     echo "missing $need (scripts/team-services.sh install, or apt-get install $need)" >&2
     return 1

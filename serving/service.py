@@ -55,9 +55,11 @@ from aiinfra.runtime.api import (
 from aiinfra.runtime.canary import Canary
 from aiinfra.runtime.champion import ChampionSlot, Served
 from aiinfra.runtime.guards import Drain, RequestGuard, UniformErrors, error_body
+from aiinfra.runtime.monitoring_gauges import REPORT_NAME, watch_report
 from aiinfra.runtime.prediction_log import PredictionLog
 from aiinfra.runtime.request_id import RequestId
 from aiinfra.runtime.request_id import current as current_request_id
+from aiinfra.runtime.request_outcomes import RequestOutcomes
 from aiinfra.runtime.shadow import Shadow
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,10 @@ class ModelService:
             self.challenger.refresh_soon()
             self.challenger.watch()
         DRAIN.on_sigterm(self.config.serving.drain_seconds)
+        # The monitoring job's latest window, as gauges on /metrics.
+        self.monitoring = watch_report(
+            self.config.monitoring_dir / REPORT_NAME, serving.poll_seconds
+        )
 
     def __is_ready__(self) -> bool:
         """A champion is served and the feature store answers (re-checked while it did not)."""
@@ -230,9 +236,15 @@ def _openapi_document() -> dict[str, Any]:
     return openapi_document(spec, CONFIG, SCHEMA)
 
 
-# Outermost first: every answer, refusals included, carries its request id; every error
-# leaves in the one shape; a foreign Host (DNS rebinding) is refused before anything reads the
-# body.
+# Outermost first (BentoML keeps the order, Starlette wraps the first added around the rest):
+# every prediction request's outcome is recorded with the status and request id the client
+# got, refusals included; every answer carries its request id; every error leaves in the one
+# shape; a foreign Host (DNS rebinding) is refused before anything reads the body.
+ModelService.add_asgi_middleware(
+    RequestOutcomes,
+    directory=CONFIG.prediction_log_dir,
+    retention_days=CONFIG.serving.log_retention_days,
+)
 ModelService.add_asgi_middleware(RequestId)
 ModelService.add_asgi_middleware(UniformErrors)
 ModelService.add_asgi_middleware(

@@ -20,7 +20,11 @@ SMOKE = PROJECT_ROOT / "configs" / "smoke.yaml"
 
 
 def run_cli(
-    home: Path | None, *args: str, config: Path = SMOKE, env: dict[str, str] | None = None
+    home: Path | None,
+    *args: str,
+    config: Path = SMOKE,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """``aiinfra --config CONFIG --home HOME ARGS...`` as a user runs it, in a subprocess
     (``home`` None: the profile's own)."""
@@ -30,7 +34,7 @@ def run_cli(
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        timeout=120,
+        timeout=timeout,
     )
 
 

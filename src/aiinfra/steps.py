@@ -21,6 +21,7 @@ from aiinfra.project.config import PlatformConfig
 # process, and importing the libraries of every step (torch, MLflow, Feast, GX, scikit-learn,
 # matplotlib) would cost each task seconds it does not need (benchmarks/run.py measures it).
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
 
     from aiinfra.data.validation import ValidationReport
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from aiinfra.project.schema import Schema
     from aiinfra.release.model_card import ModelCard
     from aiinfra.training.job import TrainingSummary
+    from aiinfra.training.model import TabularModel
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,12 @@ def validate_training_set(
     training_set: Path,
     markdown_out: Path,
     html_out: Path | None = None,
+    expected_change: str = "",
 ) -> ValidationReport:
     """Run the suite and the drift tests against the champion's training data; write the
-    report; raise DataValidationError if the data failed."""
+    report; raise DataValidationError if the data failed. ``expected_change``: why the run
+    was started, when a monitoring rule started it because the data moved (drift is then
+    reported, not failed)."""
     from aiinfra.data import validation
     from aiinfra.data.training_set import ignored_columns, read_training_set
     from aiinfra.release import registry
@@ -92,7 +97,13 @@ def validate_training_set(
     found = registry.champion_reference(config.mlflow.tracking_uri, config.model_name)
     reference = None if found is None else found[1]
     report = validation.validate(
-        frame, schema, config.validation, reference, ignored_columns=ignored_columns(training_set)
+        frame,
+        schema,
+        config.validation,
+        reference,
+        ignored_columns=ignored_columns(training_set),
+        drift_rule=config.drift,
+        expected_change=expected_change,
     )
     markdown_out.parent.mkdir(parents=True, exist_ok=True)
     markdown_out.write_text(report.markdown())
@@ -187,6 +198,7 @@ class Evaluation:
     roc: dict[str, list[float]] | None = None  # binary
     champion_roc: dict[str, list[float]] | None = None
     residuals: dict[str, list[float]] | None = None  # regression: actual and predicted
+    held: bool = False  # the gate stopped for a person: the champion degraded on the new data
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -196,8 +208,14 @@ class Evaluation:
         return cls(**json.loads(payload))
 
 
-def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) -> Evaluation:
-    """Score the new model and the current @champion on the same held-out rows; apply the gate."""
+def evaluate_model(
+    config: PlatformConfig, training_set: Path, model_dir: Path, expected_change: str = ""
+) -> Evaluation:
+    """Score the new model and the current @champion on the same held-out rows; apply the gate.
+
+    When the champion scores far below its own gate-time figure on these rows, the data changed
+    and the run holds for a person (registered, not promoted) unless ``expected_change`` says
+    the run was started because of that change (a monitoring rule)."""
     from aiinfra.data.training_set import read_training_set
     from aiinfra.project.definition import metric_for
     from aiinfra.release import gate, metrics, registry
@@ -222,10 +240,18 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
             champion_roc = metrics.roc_points(champion_model, eval_part, schema)
     metric = metric_for(config)
     decision = gate.decide(config.gate, metric, challenger, champion)
+    degraded = None
+    if champion is not None and champion_version is not None:
+        then = registry.gate_time_scores(uri, name, champion_version).get(metric)
+        degraded = gate.champion_degradation(config.gate, metric, champion[metric], then)
+        if degraded is not None:
+            decision = gate.hold_for_degradation(decision, degraded, expected_change)
     eval_hash = metrics.frame_hash(eval_part)
     report = gate.gate_report(
         decision, challenger, champion, champion_version, eval_hash, len(eval_part)
     )
+    if degraded is not None:
+        report += "\n" + gate.degradation_note(degraded, expected_change) + "\n"
     classifier = schema.task != "regression"
     return Evaluation(
         passed=decision.passed,
@@ -245,6 +271,7 @@ def evaluate_model(config: PlatformConfig, training_set: Path, model_dir: Path) 
         else None,
         champion_roc=champion_roc,
         residuals=None if classifier else metrics.residuals(challenger_model, eval_part, schema),
+        held=decision.held,
     )
 
 
@@ -273,13 +300,12 @@ def register_model(
     lineage: dict[str, str],
     validation_report: Path | None = None,
     card_out: Path | None = None,
+    trigger: str = "",
 ) -> str:
     """Log the run and register a version tagged with its lineage and its checks (once per
     pipeline run: a retried task returns the version registered before). The version's model
     card is logged in its run; ``card_out``: where its Markdown is written too."""
-    from aiinfra.data import drift
     from aiinfra.data.training_set import read_training_set
-    from aiinfra.monitoring import retraining
     from aiinfra.release import metrics, model_card, registry
     from aiinfra.training import search
     from aiinfra.training.model import TabularModel
@@ -302,11 +328,15 @@ def register_model(
         "task": schema.task,
         "model_entry_point": config.model.entry_point,
         "validation": "passed",  # this step only runs after validation passed
-        "gate": "passed" if evaluation.passed else "failed",
+        "gate": "passed" if evaluation.passed else "held" if evaluation.held else "failed",
         "gate_reason": evaluation.reason,
         "gate_metric": evaluation.metric,
         "champion_at_evaluation": evaluation.champion_version or "none",
+        # Why this run started: a monitoring rule's finding, or a person / schedule ("").
+        "trigger": "monitoring" if trigger else "manual",
     }
+    if trigger:
+        tags["trigger_reason"] = trigger[:4000]
     if training.search_run_id:
         tags["search_run_id"] = training.search_run_id
     trained_with, network = search.with_overrides(
@@ -355,7 +385,7 @@ def register_model(
         {
             "reports/gate.md": evaluation.report,
             # What the next run's data is compared with (drift), if this version becomes champion.
-            registry.REFERENCE_PROFILE: json.dumps(drift.build_profile(frame, schema)),
+            registry.REFERENCE_PROFILE: json.dumps(_reference_profile(model, frame, schema)),
             registry.REFERENCE_SCHEMA: json.dumps(schema.to_dict(), indent=2, default=str),
             **({"reports/validation.html": validation_html} if validation_html else {}),
             # In the registering call, so no version exists without its card.
@@ -372,8 +402,6 @@ def register_model(
         c.log_text(registered.run_id, text, path)
     if card_out is not None:
         _write_text(card_out, card.markdown())
-    # A sample of the training rows: what `aiinfra retrain --if-drifted` compares with.
-    retraining.log_reference(c, registered.run_id, frame, schema)
     if evaluation.champion_version is not None:
         # Both versions carry the hash of the rows they were compared on.
         c.set_model_version_tag(
@@ -383,6 +411,18 @@ def register_model(
             evaluation.eval_hash,
         )
     return str(registered.version)
+
+
+def _reference_profile(model: TabularModel, frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+    """What later data is compared with (validation, retraining, monitoring): the training
+    rows' features and label, and the model's answers on a sample of them."""
+    from aiinfra.data import drift
+    from aiinfra.release import metrics
+
+    sample = frame.sample(min(len(frame), drift.SAMPLE_SIZE), random_state=0)
+    predictions = metrics.prediction_series(model, model.predict(sample))
+    profile: dict[str, Any] = drift.build_profile(frame, schema, predictions)
+    return profile
 
 
 def _card_texts(card: ModelCard) -> dict[str, str]:
@@ -513,3 +553,17 @@ def sample_rows(config: PlatformConfig, schema: Schema, count: int) -> list[dict
         {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         for row in newest.to_dict("records")
     ]
+
+
+def monitor_serving(
+    config: PlatformConfig, html_out: Path, markdown_out: Path
+) -> tuple[str, dict[str, float]]:
+    """Monitor the served model (:mod:`aiinfra.monitoring.monitor`) and copy its report to the
+    task's outputs; returns why to retrain ("" for no run) and the latest window's figures."""
+    from aiinfra.monitoring import monitor
+
+    outcome = monitor.run(config)
+    _write_text(html_out, outcome.html_path.read_text())
+    _write_text(markdown_out, outcome.report.markdown())
+    print(outcome.report.summary(), flush=True)
+    return outcome.trigger, outcome.report.metrics()

@@ -1,6 +1,6 @@
-"""The spec a Kubeflow cluster runs, for the cluster profile: a golden file plus the checks that
-matter, spelled out. Regenerate the golden after an intended change with `make golden`
-(AIINFRA_UPDATE_GOLDEN=1) and review its diff like code."""
+"""The spec a Kubeflow cluster runs, for the cluster profile: a golden file per pipeline
+(training, monitoring) plus the checks that matter, spelled out. Regenerate the goldens after an
+intended change with `make golden` (AIINFRA_UPDATE_GOLDEN=1) and review their diff like code."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,17 @@ import yaml
 from kfp import compiler
 
 from aiinfra.project.config import PROJECT_ROOT, PlatformConfig, config_from_json, load_config
+from pipelines.monitoring import build_monitoring_pipeline
 from pipelines.training import build_pipeline, pipeline_name
 from tests.conftest import SMOKE
 from tests.pipelines.test_compile import STEPS
 
 CLUSTER = PROJECT_ROOT / "configs" / "cluster.yaml"
-GOLDEN = Path(__file__).with_name("golden") / "training-cluster.yaml"
+GOLDENS = Path(__file__).with_name("golden")
+PIPELINES: dict[str, Callable[[PlatformConfig], Any]] = {
+    "training": build_pipeline,
+    "monitoring": build_monitoring_pipeline,
+}
 PROFILE_PLACEHOLDER = "<configs/cluster.yaml as JSON: checked in test_the_profile_is_the_default>"
 # Read before clean_env removes every AIINFRA_* variable.
 UPDATE = os.environ.get("AIINFRA_UPDATE_GOLDEN") == "1"
@@ -35,21 +41,25 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def compile_docs(config: PlatformConfig, tmp_path: Path) -> list[dict[str, Any]]:
+def compile_docs(
+    config: PlatformConfig, tmp_path: Path, build: Callable[[PlatformConfig], Any] = build_pipeline
+) -> list[dict[str, Any]]:
     out = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(build_pipeline(config), str(out))
+    compiler.Compiler().compile(build(config), str(out))
     return [d for d in yaml.safe_load_all(out.read_text()) if d]
 
 
 def normalise(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop what changes without the spec changing: the SDK version, the Python bodies of the
     components (their interfaces stay: inputs, outputs, images, resources) and the profile
-    JSON (config fields come and go with other work; its content is checked separately)."""
+    JSON (config fields come and go with other work; its content is checked separately), also
+    where a nested pipeline declares it."""
     spec = json.loads(json.dumps(docs[0]))
     spec["sdkVersion"] = "<kfp>"
-    spec["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"] = (
-        PROFILE_PLACEHOLDER
-    )
+    for component in [spec["root"], *spec["components"].values()]:
+        profile = component.get("inputDefinitions", {}).get("parameters", {}).get("config_json")
+        if profile and "defaultValue" in profile:
+            profile["defaultValue"] = PROFILE_PLACEHOLDER
     for executor in spec["deploymentSpec"]["executors"].values():
         command = executor["container"]["command"]
         executor["container"]["command"] = [
@@ -70,15 +80,17 @@ def cluster(clean_env: None, tmp_path: Path) -> tuple[PlatformConfig, dict[str, 
     return config, docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_compiled_spec_matches_the_golden(clean_env: None, tmp_path: Path) -> None:
-    text = dump(normalise(compile_docs(load_config(CLUSTER), tmp_path)))
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_compiled_spec_matches_the_golden(clean_env: None, tmp_path: Path, pipeline: str) -> None:
+    golden = GOLDENS / f"{pipeline}-cluster.yaml"
+    text = dump(normalise(compile_docs(load_config(CLUSTER), tmp_path, PIPELINES[pipeline])))
     if UPDATE:
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    expected = GOLDEN.read_text()
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    expected = golden.read_text()
     diff = "".join(
         difflib.unified_diff(
-            expected.splitlines(True), text.splitlines(True), str(GOLDEN), "compiled now"
+            expected.splitlines(True), text.splitlines(True), str(golden), "compiled now"
         )
     )
     assert not diff, f"the compiled cluster spec changed (intended? `make golden`):\n{diff}"
@@ -162,7 +174,8 @@ def test_every_task_mounts_the_volume_and_gets_the_secrets(cluster) -> None:  # 
 def test_the_profile_is_the_default_parameter_and_holds_no_secret(cluster) -> None:  # type: ignore[no-untyped-def]
     config, spec, _ = cluster
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"config_json", "git_commit"}
+    assert set(params) == {"config_json", "git_commit", "trigger"}
+    assert params["trigger"]["defaultValue"] == "", "a run a person starts has no trigger"
     default = params["config_json"]["defaultValue"]
     assert default == config.to_json()
     loaded = config_from_json(default)

@@ -13,7 +13,6 @@ from mlflow.exceptions import MlflowException
 
 from aiinfra import steps
 from aiinfra.data.training_set import write_training_set
-from aiinfra.monitoring import retraining
 from aiinfra.ops.local_servers import free_port
 from aiinfra.project.config import PlatformConfig
 from aiinfra.project.schema import Schema
@@ -40,7 +39,7 @@ def test_a_registry_outage_is_an_error_not_no_champion(outage: PlatformConfig) -
     with pytest.raises(registry.RegistryUnavailable):
         registry.champion_schema(uri, name)
     with pytest.raises(registry.RegistryUnavailable):
-        retraining.champion_reference(uri, name, Path("unused"))
+        registry.champion_reference(uri, name)
     with pytest.raises(MlflowException):
         registry.history(uri, name)
 

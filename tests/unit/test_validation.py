@@ -139,10 +139,32 @@ def test_drift_against_the_reference_fails_the_gate_and_is_reported(
 def test_drift_in_warn_mode_passes_but_says_so(
     training_frame: pd.DataFrame, schema: Schema
 ) -> None:
-    warn = CONFIG.model_copy(update={"drift": CONFIG.drift.model_copy(update={"mode": "warn"})})
+    warn = CONFIG.model_copy(update={"drift_mode": "warn"})
     shifted = _shift(schema, "loan_amount", 2.5)(training_frame)
     report = validate(shifted, schema, warn, build_profile(training_frame, schema))
     assert report.success and "drift (warning only): loan_amount" in report.summary()
+
+
+def test_a_run_started_because_the_data_moved_reports_drift_without_failing(
+    training_frame: pd.DataFrame, schema: Schema
+) -> None:
+    shifted = _shift(schema, "loan_amount", 2.5)(training_frame)
+    reason = "2 features drifted in v3's window"
+    report = validate(
+        shifted, schema, CONFIG, build_profile(training_frame, schema), expected_change=reason
+    )
+    assert report.success and [d.feature for d in report.drifted] == ["loan_amount"]
+    assert reason in report.markdown()
+
+
+def test_the_label_is_checked_like_a_feature(training_frame: pd.DataFrame, schema: Schema) -> None:
+    """Its rate passes the 0.01-0.99 bounds, but it is not the reference's distribution."""
+    rng = np.random.default_rng(3)
+    flipped = training_frame.assign(
+        **{schema.label: (rng.random(len(training_frame)) < 0.73).astype("int64")}
+    )
+    report = validate(flipped, schema, CONFIG, build_profile(training_frame, schema))
+    assert "label_drift(defaulted)" in [c.name for c in report.failed], report.summary()
 
 
 def test_row_count_is_bounded_by_the_reference(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from aiinfra.data import drift
 from aiinfra.data.validation_report import CheckResult, ValidationReport
-from aiinfra.project.config import ValidationConfig
+from aiinfra.project.config import DriftConfig, ValidationConfig
 from aiinfra.project.schema import Feature, Schema
 
 # GX logs at INFO, on every import, ~200 lines on how it registers its own docs and metrics;
@@ -139,19 +139,27 @@ def validate(
     reference: dict[str, Any] | None = None,
     now: datetime | None = None,
     ignored_columns: tuple[str, ...] = (),
+    drift_rule: DriftConfig | None = None,
+    expected_change: str = "",
 ) -> ValidationReport:
-    """Run the suite and the drift tests on ``frame``; never raises on bad data."""
+    """Run the suite and the drift tests (features and label) on ``frame``; never raises on
+    bad data. ``expected_change``: why this run was started, when it was started because the
+    data moved (a monitoring rule): then drift is reported, not failed."""
     result = _run_suite(frame, build_suite(schema, config, reference, now))
+    mode = config.drift_mode if reference is not None else "off"
+    if mode == "fail" and expected_change:
+        mode = "warn"
     drifts = []
-    if reference is not None and config.drift.mode != "off" and len(frame):
-        drifts = drift.compare(reference, frame, config.drift)
+    if reference is not None and mode != "off" and len(frame):
+        drifts = drift.compare(reference, frame, drift_rule or DriftConfig())
     return ValidationReport(
         [_check(r) for r in result.results],
         len(frame),
         drifts,
-        config.drift.mode if reference is not None else "off",
+        mode,
         None if reference is None else int(reference["rows"]),
         ignored_columns,
+        expected_change,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiinfra.data.drift import FeatureDrift
+from aiinfra.data.drift_report import DRIFT_STYLE, drift_section_html, drift_table_markdown
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ValidationReport:
     drift_mode: str = "off"
     reference_rows: int | None = None  # None: no reference (no champion yet)
     ignored_columns: tuple[str, ...] = ()  # label-table columns the project does not declare
+    expected_change: str = ""  # why the run started, when the data was known to have moved
 
     @property
     def drifted(self) -> list[FeatureDrift]:
@@ -69,8 +71,8 @@ class ValidationReport:
 
 
 def _drift_check(d: FeatureDrift) -> CheckResult:
-    detail = f"PSI {d.psi:.3f}, {d.test.split('+')[1]} {d.statistic:.3f}; {d.detail}"
-    return CheckResult("distribution_drift", d.feature, False, detail)
+    name = "label_drift" if d.role == "label" else "distribution_drift"
+    return CheckResult(name, d.feature, False, d.describe())
 
 
 def _verdict(report: ValidationReport) -> str:
@@ -80,10 +82,13 @@ def _verdict(report: ValidationReport) -> str:
 def _drift_caption(report: ValidationReport) -> str:
     if report.reference_rows is None:
         return "No reference data yet (no champion): drift not measured."
-    return (
+    caption = (
         f"Against the champion's training data ({report.reference_rows} rows); "
         f"drift mode: {report.drift_mode}."
     )
+    if report.expected_change:
+        caption += f" Drift is expected, and only reported: {report.expected_change}."
+    return caption
 
 
 def _ignored_caption(report: ValidationReport) -> str:
@@ -105,25 +110,16 @@ def render_markdown(report: ValidationReport) -> str:
         result = "pass" if c.success else "**FAIL**"
         lines.append(f"| `{c.name}` | {result} | {c.detail} | {samples} |")
     lines += ["", "## Drift", "", _drift_caption(report), ""]
-    if report.drift:
-        lines += [
-            "| feature | PSI | statistic | p-value | drifted | detail |",
-            "|---|---|---|---|---|---|",
-        ]
-        for d in report.drift:
-            flag = "**yes**" if d.drifted else "no"
-            lines.append(
-                f"| {d.feature} | {d.psi:.3f} | {d.test.split('+')[1]} {d.statistic:.3f} | "
-                f"{d.p_value:.3g} | {flag} | {d.detail} |"
-            )
+    lines += drift_table_markdown(report.drift)
     return "\n".join(lines) + "\n"
 
 
 _STYLE = (
-    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-    ".bad{background:#fdd}.ok{background:#efe}.warn{background:#ffd}"
-)
+    "body{font-family:sans-serif;margin:2em;max-width:80em}"
+    "table{border-collapse:collapse;margin-bottom:2em}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f4f4f4}"
+    ".bad{background:#fdd}.ok{background:#efe}"
+) + DRIFT_STYLE
 
 
 def render_html(report: ValidationReport) -> str:
@@ -134,13 +130,8 @@ def render_html(report: ValidationReport) -> str:
         f"<td>{esc(', '.join(map(str, c.samples[:5])))}</td></tr>"
         for c in sorted(report.checks, key=lambda c: c.success)
     )
-    drifted_class = "bad" if report.drift_mode == "fail" else "warn"
-    drift_rows = "".join(
-        f"<tr class={drifted_class if d.drifted else 'ok'}><td>{esc(d.feature)}</td>"
-        f"<td>{d.psi:.3f}</td><td>{esc(d.test.split('+')[1])} {d.statistic:.3f}</td>"
-        f"<td>{d.p_value:.3g}</td><td>{'yes' if d.drifted else 'no'}</td>"
-        f"<td>{esc(d.detail)}</td></tr>"
-        for d in report.drift
+    drift = drift_section_html(
+        report.drift, _drift_caption(report), failing=report.drift_mode == "fail"
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Data validation</title>"
@@ -149,7 +140,5 @@ def render_html(report: ValidationReport) -> str:
         f"<p>{esc(_ignored_caption(report))}</p>"
         "<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th>"
         f"<th>sample values</th></tr>{checks}</table>"
-        f"<h2>Drift</h2><p>{esc(_drift_caption(report))}</p>"
-        "<table><tr><th>feature</th><th>PSI</th><th>statistic</th><th>p-value</th>"
-        f"<th>drifted</th><th>detail</th></tr>{drift_rows}</table></body></html>"
+        f"<h2>Drift</h2>{drift}</body></html>"
     )

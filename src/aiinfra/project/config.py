@@ -141,11 +141,12 @@ def _env_value(match: re.Match[str]) -> str:
 
 
 class DriftConfig(_Section):
-    """Distribution drift of new data against the champion's training data."""
+    """The one drift rule (aiinfra.data.drift), for the validation gate, ``retrain
+    --if-drifted`` and monitoring: a column (feature, label, predictions) has drifted from its
+    reference when its PSI is above ``psi_threshold`` and its test's p-value below ``p_value``."""
 
-    mode: Literal["fail", "warn", "off"] = "fail"
     psi_threshold: float = Field(0.2, gt=0, description="population stability index limit")
-    ks_threshold: float = Field(0.15, gt=0, le=1, description="KS statistic limit (numeric)")
+    p_value: float = Field(0.01, gt=0, lt=1, description="and the test rejects at this level")
 
 
 class ValidationConfig(_Section):
@@ -160,7 +161,9 @@ class ValidationConfig(_Section):
     future_tolerance_minutes: float = Field(5, ge=0, description="clock skew allowed")
     min_row_ratio: float = Field(0.1, gt=0, description="rows vs the reference, at least")
     max_row_ratio: float = Field(10, gt=0, description="rows vs the reference, at most")
-    drift: DriftConfig = Field(default_factory=DriftConfig)
+    drift_mode: Literal["fail", "warn", "off"] = Field(
+        "fail", description="drift of the new data (the `drift` rule): fail the run, or report it"
+    )
 
 
 class SearchConfig(_Section):
@@ -259,6 +262,12 @@ class GateConfig(_Section):
     max_regression: float = Field(
         0.02, ge=0, description="no metric may get worse than the champion's by more than this"
     )
+    max_champion_drop: float | None = Field(
+        0.05,
+        ge=0,
+        description="the champion scores below its own gate-time figure on the new rows by more: "
+        "the data changed, a person decides (null: off)",
+    )
     serving_check: ServingCheckConfig = Field(default_factory=ServingCheckConfig)
     shadow: ShadowRuleConfig = Field(default_factory=ShadowRuleConfig)
 
@@ -336,16 +345,62 @@ class KfpConfig(_Section):
     secret_env: dict[str, str] = Field(default_factory=dict, description="secret key -> env var")
 
 
-class RetrainingConfig(_Section):
-    """When ``aiinfra retrain --if-drifted`` starts a run (see aiinfra.monitoring.retraining)."""
+class LiveLabelsConfig(_Section):
+    """Labels that arrive after the answer (an outcome known weeks later), joined to the logged
+    predictions by request id or, without one, by the entity keys and the time of the request."""
 
-    window_days: float = Field(7, gt=0, description="recent data: the last N days")
-    p_value: float = Field(0.01, gt=0, lt=1, description="a feature drifts below this p-value")
-    min_effect: float = Field(
-        0.1, gt=0, le=1, description="and above this KS statistic / total variation distance"
+    path: str = Field(
+        description="Parquet or CSV file, relative to project.root; {home} is the platform home"
     )
-    min_drifted_features: int = Field(1, ge=1)
-    min_rows: int = Field(50, ge=1, description="fewer recent rows: no decision, no run")
+    request_id: str | None = Field(
+        "request_id", description="column with the X-Request-ID answered; null: join by entity"
+    )
+    entities: list[str] | None = Field(None, description="default: project.labels.entities")
+    timestamp: str | None = Field(None, description="default: project.labels.timestamp")
+    label: str | None = Field(None, description="default: project.labels.label")
+    tolerance_seconds: float = Field(
+        300, gt=0, description="entity join: the label's time within this of the request's"
+    )
+
+
+class MonitoringRules(_Section):
+    """When ``aiinfra monitor`` starts a retraining run (each rule off when unset)."""
+
+    drifted_features: int | None = Field(
+        2, ge=1, description="features drifted (the `drift` rule) in the latest window"
+    )
+    min_values: dict[GateMetric, float] = Field(
+        default_factory=dict, description="live metric floors, e.g. {roc_auc: 0.65}"
+    )
+    max_drop: float | None = Field(
+        0.05, ge=0, description="live gate metric below the version's gate-time figure by more"
+    )
+    retrain: bool = Field(True, description="false: report the rules that fire, start nothing")
+    cooldown_hours: float = Field(
+        24, ge=0, description="no second run while the last one monitoring started is younger"
+    )
+
+
+class MonitoringConfig(_Section):
+    """What ``aiinfra monitor`` reads (the prediction log, the late labels) and when it acts."""
+
+    window_minutes: float = Field(60, gt=0, description="the prediction log, cut into windows")
+    lookback_hours: float = Field(24, gt=0, description="the windows a report covers")
+    min_rows: int = Field(30, ge=1, description="fewer rows in a window: figures, no verdict")
+    labels: LiveLabelsConfig | None = None
+    rules: MonitoringRules = Field(default_factory=MonitoringRules)
+    recent_days: float = Field(
+        7, gt=0, description="`retrain --if-drifted --source data`: the training set's last days"
+    )
+    pushgateway: str | None = Field(
+        None, description="Prometheus Pushgateway URL the latest window's gauges are pushed to"
+    )
+
+    def labels_path(self, project: ProjectConfig, home: Path) -> Path | None:
+        if self.labels is None:
+            return None
+        path = Path(self.labels.path.replace("{home}", str(home)))
+        return path if path.is_absolute() else project.root / path
 
 
 class PlatformConfig(BaseSettings):
@@ -366,7 +421,8 @@ class PlatformConfig(BaseSettings):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     kfp: KfpConfig = Field(default_factory=KfpConfig)
-    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -428,6 +484,10 @@ class PlatformConfig(BaseSettings):
     @property
     def shadow_log_dir(self) -> Path:
         return self.home / "serving" / "shadow"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
 
     @property
     def run_dir(self) -> Path:

@@ -95,6 +95,23 @@ def predicted_classes(model: TabularModel, predicted: np.ndarray) -> list[Any]:
     return [model.classes[int(i)] for i in predicted.argmax(axis=1)]
 
 
+# The field of a served answer that stands for the model's output in drift figures (see
+# aiinfra.runtime.api.answers): the score for binary, the class for multiclass, the value.
+ANSWER_FIELDS: dict[Task, str] = {
+    "binary": "probability",
+    "multiclass": "predicted_class",
+    "regression": "value",
+}
+
+
+def prediction_series(model: TabularModel, predicted: np.ndarray) -> pd.Series:
+    """The model's output per row as its answer's field holds it (``ANSWER_FIELDS``)."""
+    name = ANSWER_FIELDS[model.task]
+    if model.task == "multiclass":
+        return pd.Series([str(c) for c in predicted_classes(model, predicted)], name=name)
+    return pd.Series(np.asarray(predicted, dtype="float64"), name=name)
+
+
 def confusion(model: TabularModel, frame: pd.DataFrame, schema: Schema) -> list[list[int]]:
     """Rows: actual class, columns: predicted class, in the model's class order."""
     from sklearn import metrics as skm

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
@@ -56,12 +57,18 @@ def _absent(exc: MlflowException) -> bool:
     return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message.lower()
 
 
+# The gate's verdicts a person may promote: passed, or held because the data changed (the gate
+# stopped for a person; the pipeline itself only promotes "passed").
+PROMOTABLE_GATE = frozenset({"passed", "held"})
+
+
 def passed_checks(tags: dict[str, str]) -> bool:
-    """Whether a version may serve: it passed validation and the gate, or a person forced its
-    promotion (recorded on the version by :func:`promote`)."""
+    """Whether a version may serve: it passed validation and the gate (or was held by the gate
+    for a person), or a person forced its promotion (recorded on the version by
+    :func:`promote`)."""
     checked = (
         tags.get("validation") == "passed"
-        and tags.get("gate") == "passed"
+        and tags.get("gate") in PROMOTABLE_GATE
         and tags.get("serving_check") != "failed"  # absent: not asked for, or an older version
     )
     return checked or tags.get("promotion_forced") == "true"
@@ -238,19 +245,41 @@ def champion_schema(tracking_uri: str, name: str) -> Schema | None:
 
 
 def _champion_artifact(tracking_uri: str, name: str, path: str) -> tuple[str, str] | None:
-    c = client(tracking_uri)
-    version = _alias(c, name, CHAMPION)
+    version = _alias(client(tracking_uri), name, CHAMPION)
     if version is None:
         return None
+    text = version_artifact(tracking_uri, name, version, path)
+    return None if text is None else (version, text)
+
+
+def version_artifact(tracking_uri: str, name: str, version: str, path: str) -> str | None:
+    """A text artifact of ``version``'s run; None for a version registered before it existed."""
+    c = client(tracking_uri)
     run_id = str(c.get_model_version(name, version).run_id)
     folder = str(Path(path).parent)
     if path not in {f.path for f in c.list_artifacts(run_id, folder)}:
-        return None  # a version registered before this artifact existed
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri
         )
-        return version, Path(local).read_text()
+        return Path(local).read_text()
+
+
+def latest_version(tracking_uri: str, name: str) -> ModelVersion | None:
+    """The highest-numbered version of ``name`` (None when it has none)."""
+    found = client(tracking_uri).search_model_versions(
+        f"name = '{name}'", max_results=1, order_by=["version_number DESC"]
+    )
+    return found[0] if found else None
+
+
+def gate_time_scores(tracking_uri: str, name: str, version: str) -> dict[str, float]:
+    """The metrics ``version`` scored at its own gate (its run's ``eval_*`` metrics)."""
+    c = client(tracking_uri)
+    run_id = str(c.get_model_version(name, version).run_id)
+    found = c.get_run(run_id).data.metrics
+    return {k.removeprefix("eval_"): v for k, v in found.items() if k.startswith("eval_")}
 
 
 def version_tags(tracking_uri: str, name: str, version: str) -> dict[str, str]:
@@ -322,11 +351,12 @@ def promote(
         if not _absent(exc):
             raise
         raise PromotionRefused(f"{name} has no version {version}") from exc
-    problems = [
-        f"{key}={tags.get(key, 'missing')}"
-        for key in ("validation", "gate")
-        if tags.get(key) != "passed"
-    ]
+    gate_ok = {"passed"} if as_evaluated else PROMOTABLE_GATE
+    problems = [f"validation={tags.get('validation', 'missing')}"] * (
+        tags.get("validation") != "passed"
+    )
+    if tags.get("gate") not in gate_ok:
+        problems.append(f"gate={tags.get('gate', 'missing')}")
     if tags.get("serving_check") == "failed":
         problems.append("serving_check=failed")
     if problems and not force:

@@ -116,7 +116,7 @@ def why_refused(tags: Mapping[str, str]) -> str | None:
         reasons.append(
             f"validation {validation}: {detail}" if validation else "validation not recorded"
         )
-    if (gate := tags.get("gate")) != "passed":
+    if (gate := tags.get("gate")) not in ("passed", "held"):  # registry.PROMOTABLE_GATE
         detail = tags.get("gate_reason") or "no reason recorded"
         reasons.append(f"gate {gate}: {detail}" if gate else "gate not recorded")
     if tags.get("serving_check") == "failed":

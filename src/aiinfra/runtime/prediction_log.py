@@ -8,10 +8,12 @@ One line per request row: ``at``, ``model_version``, ``request`` (the row as sen
 ``model_name``, ``row`` (the row's position in its request) and ``features`` (the row as the
 model saw it: the stored features read for it and the request-time ones).
 
-The request path only hands lines to a bounded queue; a background thread writes them. A full
-disk, a read-only directory or a slow volume therefore never fails or slows a prediction: the
-lines are dropped and counted instead (``dropped``, ``write_errors``). Files older than the
-retention are deleted when a new day's file is started. A reader skips a torn last line (a
+How the lines are kept is :class:`DailyJsonl`'s, which the service's other logs share (the
+request outcomes, ``aiinfra.runtime.request_outcomes``; the shadow log): the request path only
+hands lines to a bounded queue; a background thread writes them. A full disk, a read-only
+directory or a slow volume therefore never fails or slows a prediction: the lines are dropped
+and counted instead (``dropped``, ``write_errors``). Files older than the retention are deleted
+when a new day's file is started. A reader (:func:`read_entries`) skips a torn last line (a
 crash mid-write) rather than failing on it.
 """
 
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +39,18 @@ PREFIX = "predictions-"
 SUFFIX = ".jsonl"
 
 
-def day_file(directory: Path, day: datetime) -> Path:
-    return directory / f"{PREFIX}{day:%Y-%m-%d}{SUFFIX}"
+def day_file(directory: Path, day: datetime, prefix: str = PREFIX) -> Path:
+    return directory / f"{prefix}{day:%Y-%m-%d}{SUFFIX}"
+
+
+class Batch(Protocol):
+    """What a :class:`DailyJsonl` queues: its lines are made by the writer thread, off the
+    request path, and go to the file of the day ``at``."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    def lines(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,75 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
-class PredictionLog:
+class DailyJsonl:
+    """Appends JSON lines from a background thread to one file per UTC day,
+    ``<prefix>YYYY-MM-DD.jsonl`` in ``directory``, keeping ``retention_days`` of them."""
+
+    def __init__(
+        self,
+        directory: Path,
+        prefix: str,
+        retention_days: int = 30,
+        capacity: int = 10_000,
+        name: str = "jsonl-log",
+    ) -> None:
+        self.directory = directory
+        self.prefix = prefix
+        self.retention = timedelta(days=retention_days)
+        self.dropped = 0  # lines lost because the writer fell behind
+        self.write_errors = 0  # batches lost: the disk refused them, or JSON could not hold them
+        self._name = name
+        self._queue: queue.Queue[Batch] = queue.Queue(maxsize=capacity)
+        self._day: str | None = None
+        threading.Thread(target=self._drain, name=name, daemon=True).start()
+
+    def put(self, batch: Batch, lines: int = 1) -> None:
+        """Queue ``batch`` (``lines`` lines) without waiting: when the queue is full the lines
+        are counted in ``dropped``. The caller must not change what the batch holds."""
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:
+            self.dropped += lines
+
+    def flush(self) -> None:
+        """Wait until every queued line is written (or counted as lost)."""
+        self._queue.join()
+
+    def _drain(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                self._write(batch.at, batch.lines())
+            # The disk, or a request the lines cannot be made of: counted, and the writer
+            # goes on (were it to stop, the queue would fill and every line after be lost).
+            except Exception as exc:
+                self.write_errors += 1
+                if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                    log.error(
+                        "%s not written (%d batches lost): %s", self._name, self.write_errors, exc
+                    )
+            finally:
+                self._queue.task_done()
+
+    def _write(self, when: datetime, lines: list[str]) -> None:
+        day = f"{when:%Y-%m-%d}"
+        if day != self._day:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._prune(when)
+            self._day = day
+        # One write of whole lines in append mode: concurrent readers see whole lines or none.
+        with day_file(self.directory, when, self.prefix).open("a") as sink:
+            sink.write("\n".join(lines) + "\n")
+
+    def _prune(self, now: datetime) -> None:
+        oldest = day_file(self.directory, now - self.retention, self.prefix).name
+        for path in self.directory.glob(f"{self.prefix}*{SUFFIX}"):
+            if path.name < oldest:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+class PredictionLog(DailyJsonl):
     """Appends sampled requests and their answers from a background thread."""
 
     def __init__(
@@ -93,15 +173,9 @@ class PredictionLog:
         seed: int | None = None,
         capacity: int = 10_000,
     ) -> None:
-        self.directory = directory
+        super().__init__(directory, PREFIX, retention_days, capacity, name="prediction-log")
         self.sample_rate = sample_rate
-        self.retention = timedelta(days=retention_days)
-        self.dropped = 0  # lines lost because the writer fell behind
-        self.write_errors = 0  # batches lost: the disk refused them, or JSON could not hold them
         self._random = random.Random(seed)
-        self._queue: queue.Queue[_Sampled] = queue.Queue(maxsize=capacity)
-        self._day: str | None = None
-        threading.Thread(target=self._drain, name="prediction-log", daemon=True).start()
 
     def record(
         self,
@@ -118,54 +192,17 @@ class PredictionLog:
         if self.sample_rate <= 0 or self._random.random() >= self.sample_rate:
             return False
         sampled = _Sampled(datetime.now(UTC), rows, response, features, request_id, extra, per_row)
-        try:
-            self._queue.put_nowait(sampled)
-        except queue.Full:
-            self.dropped += len(rows)
+        self.put(sampled, len(rows))
         return True
 
-    def flush(self) -> None:
-        """Wait until every queued line is written (or counted as lost)."""
-        self._queue.join()
 
-    def _drain(self) -> None:
-        while True:
-            sampled = self._queue.get()
-            try:
-                self._write(sampled.at, sampled.lines())
-            # The disk, or a request the lines cannot be made of: counted, and the writer
-            # goes on (were it to stop, the queue would fill and every line after be lost).
-            except Exception as exc:
-                self.write_errors += 1
-                if self.write_errors == 1 or self.write_errors % 1000 == 0:
-                    log.error(
-                        "prediction log not written (%d batches lost): %s", self.write_errors, exc
-                    )
-            finally:
-                self._queue.task_done()
-
-    def _write(self, when: datetime, lines: list[str]) -> None:
-        day = f"{when:%Y-%m-%d}"
-        if day != self._day:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._prune(when)
-            self._day = day
-        # One write of whole lines in append mode: concurrent readers see whole lines or none.
-        with day_file(self.directory, when).open("a") as sink:
-            sink.write("\n".join(lines) + "\n")
-
-    def _prune(self, now: datetime) -> None:
-        oldest = f"{PREFIX}{now - self.retention:%Y-%m-%d}{SUFFIX}"
-        for path in self.directory.glob(f"{PREFIX}*{SUFFIX}"):
-            if path.name < oldest:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-
-
-def read_entries(directory: Path, since: datetime) -> Iterator[dict[str, Any]]:
-    """Logged entries at or after ``since``, oldest file first; torn lines are skipped."""
-    first = day_file(directory, since).name
-    for path in sorted(directory.glob(f"{PREFIX}*{SUFFIX}")):
+def read_entries(
+    directory: Path, since: datetime, prefix: str = PREFIX
+) -> Iterator[dict[str, Any]]:
+    """Logged entries at or after ``since``, oldest file first; torn lines are skipped.
+    ``prefix``: which log of the directory (default: the prediction log)."""
+    first = day_file(directory, since, prefix).name
+    for path in sorted(directory.glob(f"{prefix}*{SUFFIX}")):
         if path.name < first:  # a whole day before the window
             continue
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
