@@ -29,6 +29,7 @@ import yaml
 from aiinfra.project.config import PlatformConfig
 from aiinfra.release import registry
 from aiinfra_cli.workflow import run_training, start_serving
+from pipelines.local import PipelineFailed
 from tests import report_browser
 from tests.conftest import run_cli, smoke_config
 from tests.e2e.conftest import running_platform
@@ -181,9 +182,15 @@ def test_monitor_retrains_on_drift_and_the_new_champion_recovers(
     profile.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
     labels_path = Path(LIVE_LABELS.replace("{home}", str(config.home)))
 
-    # A run nobody asked for on the new data: the champion scores far below its own gate-time
-    # figure on the new rows, so the data changed and the run holds for a person.
-    held = run_training(config)
+    # A run nobody asked for on the new data stops at validation (the features drifted). With
+    # drift as a warning only, it reaches the gate, which sees the champion score far below its
+    # own gate-time figure on the new rows: the data changed, and the run holds for a person.
+    with pytest.raises(PipelineFailed, match="distribution_drift"):
+        run_training(config)
+    warn_only = config.model_copy(
+        update={"validation": config.validation.model_copy(update={"drift_mode": "warn"})}
+    )
+    held = run_training(warn_only)
     assert (held.version, held.gate, held.champion_after) == ("2", "held", "1"), held.describe()
     gate_report = held.reports["gate-report.md"].read_text()
     assert "HELD for a person" in gate_report and "The data changed" in gate_report

@@ -323,3 +323,40 @@ def test_the_gate_retraining_and_monitoring_agree_on_the_same_data() -> None:
     assert {name for name, (drifted, _) in expected.items() if drifted} == {"amount", "plan"}
     assert verdicts(gate.drift) == expected
     assert verdicts(decision.features) == expected
+
+
+def _answers_frame(task: str, labels: list[Any], answers: list[dict[str, Any]]) -> pd.DataFrame:
+    """Logged rows of a ``task`` model with their labels, as live_scores reads them."""
+    from aiinfra.release.metrics import ANSWER_FIELDS
+
+    lines = [
+        {"at": TEN.isoformat(), "model_version": "1", "request_id": str(i), "answer": a}
+        for i, a in enumerate(answers)
+    ]
+    rows = live.logged_rows(lines, ANSWER_FIELDS[task])  # type: ignore[index]
+    rows[LABEL] = labels
+    return rows
+
+
+def test_live_scores_for_multiclass_and_regression_use_their_own_metrics() -> None:
+    """Any project's task: the gate's metrics of that task, from its answers' fields."""
+    classes = ("red", "white", "rose")
+    multi = Schema(
+        task="multiclass", entities=SCHEMA.entities, timestamp="t", label="kind",
+        features=SCHEMA.features, classes=classes,
+    )  # fmt: skip
+    truth = ["red", "white", "rose", "red"] * 10
+    answers = [
+        {"probabilities": {c: (0.8 if c == t else 0.1) for c in classes}, "predicted_class": t}
+        for t in truth
+    ]
+    scores = live.live_scores(_answers_frame("multiclass", truth, answers), multi)
+    assert scores["accuracy"] == 1.0 and scores["log_loss"] < 0.3
+    regression = Schema(
+        task="regression", entities=SCHEMA.entities, timestamp="t", label="y",
+        features=SCHEMA.features,
+    )  # fmt: skip
+    values = [float(v) for v in range(40)]
+    frame = _answers_frame("regression", values, [{"value": v + 0.5} for v in values])
+    scores = live.live_scores(frame, regression)
+    assert scores["mae"] == pytest.approx(0.5) and scores["r2"] > 0.99
