@@ -232,12 +232,26 @@ def test_monitor_retrains_on_drift_and_the_new_champion_recovers(
     assert again.returncode == 0, again.stdout + again.stderr
     latest = json.loads((config.monitoring_dir / "latest.json").read_text())
     report = (config.monitoring_dir / "report.html").read_text()
-    # The drift and the drop (v1 on the new world), and the recovery (v2).
+    # The drift and the drop (v1 on the new world), and the recovery (v3).
     assert latest["model_version"] == "3"
     live_v3, gate_v3 = latest["live"]["roc_auc"], latest["gate"]["roc_auc"]
     assert live_v3 > gate_v3 - 0.05, latest
     assert live_v3 > before["live"]["roc_auc"] + 0.1, (latest, before)  # the recovery
     assert "v1" in report and "v3" in report and "<svg" in report
+    # The same figures in MLflow, on each serving version's run, and as the service's gauges.
+    uri, name = config.mlflow.tracking_uri, config.model_name
+    client = registry.client(uri)
+    runs = {v: client.get_model_version(name, v).run_id for v in ("1", "3")}
+    v1_live = client.get_metric_history(runs["1"], "live_roc_auc")
+    assert v1_live and v1_live[-1].value < before["gate"]["roc_auc"] - 0.05, v1_live
+    assert client.get_metric_history(runs["3"], "monitor_drifted_features")
+    logged = {f.path for f in client.list_artifacts(runs["3"], "monitoring")}
+    assert "monitoring/report.html" in logged, logged
+    deadline = time.monotonic() + 30
+    while (shown_value := _live_gauge(httpx.get(f"{url}/metrics").text, "roc_auc")) is None:
+        assert time.monotonic() < deadline, "the service never showed the monitoring gauges"
+        time.sleep(0.5)
+    assert shown_value == pytest.approx(live_v3)
     # A person opens it: it renders offline, with its chart and a histogram per column.
     shown = report_browser.render(config.monitoring_dir / "report.html", tmp_path)
     assert shown.requests == (), shown.requests
@@ -250,3 +264,11 @@ def _first_report(config: PlatformConfig, file: str) -> str:
     """A file of the first monitoring run (each run keeps a copy under its time)."""
     runs = sorted(p for p in config.monitoring_dir.iterdir() if p.is_dir())
     return (runs[0] / file).read_text()
+
+
+def _live_gauge(exposition: str, metric: str) -> float | None:
+    """The value of the service's ``aiinfra_monitoring_live_metric`` gauge for ``metric``."""
+    for line in exposition.splitlines():
+        if line.startswith("aiinfra_monitoring_live_metric{") and f'metric="{metric}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None

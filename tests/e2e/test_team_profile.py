@@ -165,9 +165,9 @@ def test_a_run_registers_and_promotes_in_postgres_with_proxied_artifacts(
         cursor.execute("SELECT alias, version FROM registered_model_aliases ORDER BY alias")
         assert ("champion", 1) in cursor.fetchall()
     assert not (platform.mlflow_dir / "mlflow.db").exists()
-    # Artifacts went through the server to its destination (the model and the drift sample).
+    # Artifacts went through the server to its destination (the model and the drift profile).
     stored = {p.name for p in (platform.mlflow_dir / "artifacts").rglob("*") if p.is_file()}
-    assert {"weights.safetensors", "model.json", "training_sample.parquet"} <= stored
+    assert {"weights.safetensors", "model.json", "profile.json"} <= stored
     tags = registry.version_tags(platform.mlflow.tracking_uri, platform.model_name, "1")
     assert tags["git_commit"] == "team0123" and tags["gate"] == "passed"
 
@@ -295,5 +295,5 @@ def test_drift_check_compares_recent_data_with_the_champions_reference(
 ) -> None:
     decision = retraining.check(platform, "data")
     assert decision.champion == "1" and decision.reference_rows > 0, decision.reason
-    compared = {f.name for f in decision.features}
+    compared = {f.feature for f in decision.features}
     assert {"loan_amount", "credit_score", "regional_default_rate"} <= compared

@@ -304,3 +304,24 @@ def test_a_quiet_lookback_keeps_the_last_windows_figures(tmp_path: Path) -> None
     monitor._write(tmp_path, empty_report())
     assert "no logged requests" in (tmp_path / monitor.REPORT_HTML).read_text()
     assert json.loads((tmp_path / monitor.LATEST).read_text()) == {"rows": 5}
+
+
+def test_the_report_renders_offline_in_chromium(report: MonitoringReport, tmp_path: Path) -> None:
+    """As a person opens it: nothing fetched, the chart and every histogram drawn."""
+    from tests import report_browser
+
+    page = tmp_path / "monitoring.html"
+    page.write_text(report.html())
+    shown = report_browser.render(page, tmp_path, width=1280, height=1600)
+    assert shown.requests == ()
+    drawn = 1 + sum(len(w.features) + bool(w.prediction) + bool(w.label) for w in latest_of(report))
+    assert shown.svg_count() == drawn
+    assert "Rules that fired" in shown.dom
+
+
+def latest_of(report: MonitoringReport) -> list[Window]:
+    """Each version's latest window: the ones with a drift section."""
+    found: dict[str, Window] = {}
+    for w in report.windows:
+        found[w.version] = w
+    return list(found.values())
