@@ -1,4 +1,5 @@
-"""Run the training pipeline on this machine with ``kfp.local`` (the local profile)."""
+"""Run the training and monitoring pipelines on this machine with ``kfp.local`` (the local
+profile)."""
 
 from __future__ import annotations
 
@@ -63,17 +64,7 @@ def git_commit() -> str:
 def run_local(config: PlatformConfig, commit: str | None = None, trigger: str = "") -> LocalRun:
     """Run every step as a local subprocess; raise PipelineFailed naming the failed step.
     ``trigger``: why a monitoring rule started the run (recorded on the version)."""
-    config.pipeline_root.mkdir(parents=True, exist_ok=True)
-    before = set(config.pipeline_root.iterdir())
-    _quiet_local_runner()
-    # use_venv=False: tasks run in this environment, where the project is installed; a fresh
-    # venv per task would need the network.
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(config.pipeline_root),
-        enable_caching=config.kfp.enable_caching,
-        raise_on_error=True,
-    )
+    before = _init_local(config)
     pipeline = build_pipeline(config)
     try:
         task = pipeline(
@@ -94,6 +85,38 @@ def run_local(config: PlatformConfig, commit: str | None = None, trigger: str = 
         run_dir=run_dir,
         reports=run_results.save_reports(run_dir, reports_dir(config, run_dir)),
     )
+
+
+def run_monitoring_local(config: PlatformConfig, commit: str | None = None) -> Path:
+    """Run the ``monitoring`` pipeline on kfp.local (its training branch runs when a rule
+    fires); returns the run's folder. Raises PipelineFailed when a task failed."""
+    from pipelines.monitoring import build_monitoring_pipeline
+
+    before = _init_local(config)
+    try:
+        build_monitoring_pipeline(config)(
+            config_json=config.to_json(), git_commit=commit or git_commit()
+        )
+    except RuntimeError as exc:
+        raise PipelineFailed(f"monitoring pipeline failed: {exc}") from exc
+    return _new_run(config, before) or config.pipeline_root
+
+
+def _init_local(config: PlatformConfig) -> set[Path]:
+    """Point kfp.local at this home; returns the runs already there (the new one is the
+    folder that appears)."""
+    config.pipeline_root.mkdir(parents=True, exist_ok=True)
+    before = set(config.pipeline_root.iterdir())
+    _quiet_local_runner()
+    # use_venv=False: tasks run in this environment, where the project is installed; a fresh
+    # venv per task would need the network.
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(config.pipeline_root),
+        enable_caching=config.kfp.enable_caching,
+        raise_on_error=True,
+    )
+    return before
 
 
 def _new_run(config: PlatformConfig, before: set[Path]) -> Path | None:

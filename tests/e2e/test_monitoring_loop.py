@@ -29,7 +29,7 @@ import yaml
 from aiinfra.project.config import PlatformConfig
 from aiinfra.release import registry
 from aiinfra_cli.workflow import run_training, start_serving
-from pipelines.local import PipelineFailed
+from pipelines.local import PipelineFailed, run_monitoring_local
 from tests import report_browser
 from tests.conftest import run_cli, smoke_config
 from tests.e2e.conftest import running_platform
@@ -256,6 +256,14 @@ def test_monitor_retrains_on_drift_and_the_new_champion_recovers(
     shown = report_browser.render(config.monitoring_dir / "report.html", tmp_path)
     assert shown.requests == (), shown.requests
     assert shown.svg_count() == report.count("<svg") >= 1 + 2 * 5, shown.svg_count()
+    # The compiled monitoring pipeline on kfp.local: its monitor task reports, and its
+    # training branch stays skipped: the rules still fire on v3's window (its training data
+    # was mostly the old world), but v3 is a run monitoring started minutes ago (cooldown).
+    begun = time.monotonic()
+    run_dir = run_monitoring_local(config)
+    timings["monitoring pipeline"] = time.monotonic() - begun
+    assert (run_dir / "monitor-model").is_dir() and not (run_dir / "train-model").exists()
+    assert registry.alias_version(uri, name, registry.CHAMPION) == "3"
     print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
     print("answers:", len(load.answers), "by v3:", answered_by_v3)
 
