@@ -135,3 +135,15 @@ def test_a_rule_set_to_none_is_off(rule: str) -> None:
 
 def test_a_window_without_a_gate_time_score_fires_no_drop() -> None:
     assert fired(window(live={"roc_auc": 0.72}, gate={}), RULES, "roc_auc") == []
+
+
+def test_the_rules_judge_only_the_champion_s_windows() -> None:
+    """A version just promoted has no window yet: the one it replaced starts no run."""
+    from dataclasses import replace
+
+    from aiinfra.monitoring.monitor import _latest_of
+
+    replaced = window(drifted=("amount", "plan"))
+    assert _latest_of([replaced], champion="4") is None
+    serving = replace(replaced, version="4")
+    assert _latest_of([replaced, serving, replaced], champion="4") is serving

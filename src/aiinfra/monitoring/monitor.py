@@ -128,7 +128,9 @@ def _why_not_retrain(config: PlatformConfig, now: datetime, retrain: bool) -> st
 
 
 def _latest_of(found: list[Window], champion: str | None) -> Window | None:
-    mine = [w for w in found if w.version == champion] or found
+    """The champion's latest window: the rules judge the model serving now, never one it
+    replaced (a version just promoted has no window until its first requests)."""
+    mine = [w for w in found if w.version == champion]
     return mine[-1] if mine else None
 
 
