@@ -113,15 +113,12 @@ class ModelService:
         self.slot.refresh_soon()
         self.slot.watch()
         serving = self.config.serving
-        self.shadow = (
-            Shadow(self.config.shadow_log_dir, serving.shadow_share, serving.log_retention_days)
-            if serving.shadow
-            else None
-        )
+        # Shadow traffic: @challenger runs in a process of its own, which follows the alias.
+        self.shadow = Shadow(self.config, SCHEMA) if serving.shadow else None
         self.canary = Canary(serving.canary, self._canary_stopped)
-        # @challenger, for shadow traffic and the canary only.
+        # @challenger in this process: for the canary only.
         self.challenger: ChampionSlot | None = None
-        if serving.shadow or serving.canary.percent > 0:
+        if serving.canary.percent > 0:
             self.challenger = ChampionSlot(self.config, SCHEMA, alias=registry.CHALLENGER)
             self.challenger.refresh_soon()
             self.challenger.watch()
@@ -167,7 +164,7 @@ class ModelService:
         spent_ms = self._observe(answering, False, started, served, challenger)
         self.log.record(plain, response, features, request_id)
         if self.shadow is not None and answering is served:
-            self.shadow.send(challenger, served, features, plain, response, spent_ms, request_id)
+            self.shadow.send(features, plain, response, spent_ms, request_id)
         return PredictionResponse(**response)
 
     def _observe(

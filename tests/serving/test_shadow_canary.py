@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 
 from aiinfra.monitoring import shadow_report
@@ -22,6 +23,7 @@ from aiinfra.release import registry
 from aiinfra.runtime.api import OnlineFeatures, answers
 from aiinfra.runtime.canary import Canary
 from aiinfra.runtime.champion import Served
+from aiinfra.runtime.prediction_log import read_entries
 from aiinfra.training import train
 from aiinfra.training.model import TabularModel
 from aiinfra_cli.workflow import sample_request
@@ -117,6 +119,18 @@ def test_a_shadowed_challenger_never_changes_an_answer_and_is_logged(
     assert seen.requests >= len(home.rows) and seen.champion_versions == ["1"]
     assert 0 <= seen.agreement <= 1 and seen.mean_difference > 0  # another model: it differs
     assert seen.latency_ms[1] > 0 and seen.champion_latency_ms[1] > 0
+
+
+def test_the_challenger_runs_in_a_process_of_its_own(home: Home, shadowed: str) -> None:
+    """Not in the service's worker, where its forward pass would hold the GIL while callers
+    wait: in a process the worker spawned."""
+    _shadow_lines(home, len(home.rows))
+    since = datetime.now(UTC) - timedelta(hours=1)
+    pids = {entry["pid"] for entry in read_entries(home.config.shadow_log_dir, since)}
+    assert len(pids) == 1, pids
+    challenger = psutil.Process(pids.pop())
+    assert "spawn_main" in " ".join(challenger.cmdline())
+    assert "_bentoml_impl.worker" in " ".join(challenger.parent().cmdline())
 
 
 def test_shadow_report_and_the_promotion_rule_read_the_same_evidence(
