@@ -62,11 +62,9 @@ def run(
     )
     references = {v: _reference(uri, name, v) for v in sorted(set(rows[live.VERSION]))}
     known = {v: r for v, r in references.items() if r is not None}
-    labels_path = settings.labels_path(config.project, config.home)
-    if settings.labels is not None and labels_path is not None and known and labels_path.exists():
+    if known:
         schema = (known.get(champion or "") or next(iter(known.values()))).schema
-        labels = read_label_table(labels_path, settings.labels.timestamp or schema.timestamp)
-        rows[live.LABEL] = live.join_labels(rows, labels, settings.labels, schema)
+        _join_late_labels(rows, config, schema)
     outcomes = live.outcome_frame(request_outcomes.read_outcomes(config.prediction_log_dir, since))
     width = timedelta(minutes=settings.window_minutes)
     found = live.windows(rows, outcomes, known, width, config.drift, settings.min_rows)
@@ -75,19 +73,26 @@ def run(
     fired = [] if latest is None else rules.fired(latest, settings.rules, gate_metric)
     held_back = _why_not_retrain(config, now, retrain) if fired else None
     trigger = "; ".join(fired) if fired and held_back is None else ""
-    action = (
-        "A retraining run starts, recording these reasons."
-        if trigger
-        else f"No run is started: {held_back}."
-        if fired
-        else ""
-    )
+    action = "" if not fired else f"No run is started: {held_back}." if held_back else _STARTS
     report = MonitoringReport(name, now, gate_metric, found, champion, fired, action)
     directory = _write(config.monitoring_dir, report)
     _record_in_mlflow(registry.client(uri), name, found, report, directory)
     if settings.pushgateway and report.latest is not None:
         _push(report, settings.pushgateway, name)
     return MonitorOutcome(report, trigger, directory)
+
+
+_STARTS = "A retraining run starts, recording these reasons."
+
+
+def _join_late_labels(rows: pd.DataFrame, config: PlatformConfig, schema: Schema) -> None:
+    """Add the labels that arrived (``monitoring.labels``) to ``rows``, where there are any."""
+    spec = config.monitoring.labels
+    path = config.monitoring.labels_path(config.project, config.home)
+    if spec is None or path is None or not path.exists():
+        return
+    labels = read_label_table(path, spec.timestamp or schema.timestamp)
+    rows[live.LABEL] = live.join_labels(rows, labels, spec, schema)
 
 
 def _reference(uri: str, name: str, version: str) -> VersionReference | None:

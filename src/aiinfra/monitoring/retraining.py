@@ -116,10 +116,10 @@ def check(config: PlatformConfig, source: Source, now: datetime | None = None) -
     from aiinfra.release import registry
 
     since = (now or datetime.now(UTC)) - timedelta(days=config.monitoring.recent_days)
-    found = registry.champion_reference(config.mlflow.tracking_uri, config.model_name)
-    champion = registry.alias_version(
-        config.mlflow.tracking_uri, config.model_name, registry.CHAMPION
-    )
+    uri, name = config.mlflow.tracking_uri, config.model_name
+    found = registry.champion_reference(uri, name)
+    # A champion without a profile (registered before profiles existed) is still a champion.
+    champion = found[0] if found else registry.alias_version(uri, name, registry.CHAMPION)
     if source == "requests":
         current = recent_requests(config.prediction_log_dir, since)
     else:
