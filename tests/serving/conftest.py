@@ -23,6 +23,14 @@ from tests.conftest import smoke_config
 
 FAST = TrainingConfig(epochs=2, device="cpu")
 SMALL = ModelConfig(settings={"hidden_sizes": [8]})
+# A request row of the loan example whose entities the demo's online store knows.
+LOAN_ROW = {
+    "applicant_id": 17,
+    "zipcode": "10074",
+    "loan_amount": 12000,
+    "term_months": 36,
+    "purpose": "car",
+}
 
 
 def register(
@@ -94,3 +102,21 @@ def serving(config: PlatformConfig, name: str = "bentoml") -> Iterator[str]:
         yield url
     finally:
         local_servers.stop(service)
+
+
+@contextlib.contextmanager
+def served_champion(
+    home: Path,
+    mlflow_server: PlatformConfig,
+    demo: DemoData,
+    model_name: str,
+    training_frame: pd.DataFrame,
+    model: TabularModel,
+) -> Iterator[tuple[PlatformConfig, str]]:
+    """``model`` registered and promoted as ``model_name``'s champion, served from a home of
+    its own (:func:`serving_home`); its config and URL."""
+    config = serving_home(home, mlflow_server, demo, model_name)
+    version = register(config, training_frame, model)
+    registry.promote(config.mlflow.tracking_uri, model_name, version)
+    with serving(config) as url:
+        yield config, url

@@ -15,22 +15,15 @@ import pandas as pd
 import pytest
 
 from aiinfra.project.config import PlatformConfig
-from aiinfra.release import registry
 from aiinfra.runtime.guards import uniform_error
 from aiinfra.training.model import TabularModel
 from examples.loan_default.data import DemoData
-from tests.serving.conftest import register, serving, serving_home
+from tests.serving.conftest import LOAN_ROW, served_champion
 
 MODEL = "api-contract"
 # The loan example's request as the README documents it: an applicant and a zipcode the demo
 # generator always writes, with request-time features inside their bounds.
-DOCUMENTED_ROW = {
-    "applicant_id": 17,
-    "zipcode": "10074",
-    "loan_amount": 12000,
-    "term_months": 36,
-    "purpose": "car",
-}
+DOCUMENTED_ROW = LOAN_ROW
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +36,9 @@ def served(
 ) -> Iterator[tuple[PlatformConfig, str]]:
     """A champion of the loan example served by ``bentoml serve``, as ``aiinfra serve`` starts
     it, on the session's MLflow server and a materialized online store of its own."""
-    config = serving_home(tmp_path_factory.mktemp("api-home"), mlflow_server, demo, MODEL)
-    version = register(config, training_frame, model)
-    registry.promote(config.mlflow.tracking_uri, MODEL, version)
-    with serving(config) as url:
-        yield config, url
+    home = tmp_path_factory.mktemp("api-home")
+    with served_champion(home, mlflow_server, demo, MODEL, training_frame, model) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiinfra.project.config import PlatformConfig
-from aiinfra.release import registry
 from aiinfra.runtime.monitoring_gauges import REPORT_NAME
 from aiinfra.runtime.request_outcomes import read_outcomes
 from aiinfra.training.model import TabularModel
 from examples.loan_default.data import DemoData
-from tests.serving.conftest import register, serving, serving_home
+from tests.serving.conftest import LOAN_ROW, served_champion
 
 MODEL = "outcomes-model"
-ROW = {
-    "applicant_id": 17,
-    "zipcode": "10074",
-    "loan_amount": 12000,
-    "term_months": 36,
-    "purpose": "car",
-}
+ROW = LOAN_ROW
 JSON = {"content-type": "application/json"}
 
 
@@ -43,11 +36,9 @@ def served(
     training_frame: pd.DataFrame,
     model: TabularModel,
 ) -> Iterator[tuple[PlatformConfig, str]]:
-    config = serving_home(tmp_path_factory.mktemp("outcomes-home"), mlflow_server, demo, MODEL)
-    version = register(config, training_frame, model)
-    registry.promote(config.mlflow.tracking_uri, MODEL, version)
-    with serving(config) as url:
-        yield config, url
+    home = tmp_path_factory.mktemp("outcomes-home")
+    with served_champion(home, mlflow_server, demo, MODEL, training_frame, model) as found:
+        yield found
 
 
 def _timed_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[httpx.Response, float]:

@@ -31,17 +31,11 @@ from aiinfra.training.model import TabularModel
 from aiinfra_cli.trace_command import training_set_artifact
 from examples.loan_default.data import DemoData
 from tests.conftest import mlflow_env, run_cli
-from tests.serving.conftest import register, serving, serving_home
+from tests.serving.conftest import LOAN_ROW, register, serving, serving_home
 
 MODEL = "trace-model"
 PIPELINE_RUN = "loan-default-training-2026-01-02-03-04-05-000006"
-ROW = {
-    "applicant_id": 17,
-    "zipcode": "10074",
-    "loan_amount": 12000,
-    "term_months": 36,
-    "purpose": "car",
-}
+ROW = LOAN_ROW
 UUID_HEX = re.compile(r"[0-9a-f]{32}")
 JSON = {"content-type": "application/json"}
 
