@@ -29,7 +29,7 @@ from aiinfra.project.schema import Schema
 # Defined in the read-only view the command line uses without importing MLflow; the
 # ``X as X`` names stay part of this module's interface.
 from aiinfra.release.registry_view import CHAMPION as CHAMPION
-from aiinfra.release.registry_view import HISTORY_PREFIX, moves_from_tags
+from aiinfra.release.registry_view import HISTORY_PREFIX, PROMOTABLE_GATE, moves_from_tags
 from aiinfra.release.registry_view import ChampionMove as ChampionMove
 from aiinfra.release.registry_view import RegistryUnavailable as RegistryUnavailable
 from aiinfra.release.registry_view import champion_lineage as champion_lineage
@@ -55,11 +55,6 @@ def _absent(exc: MlflowException) -> bool:
         return True
     # A missing alias on an existing model is answered as a bad parameter.
     return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message.lower()
-
-
-# The gate's verdicts a person may promote: passed, or held because the data changed (the gate
-# stopped for a person; the pipeline itself only promotes "passed").
-PROMOTABLE_GATE = frozenset({"passed", "held"})
 
 
 def passed_checks(tags: dict[str, str]) -> bool:

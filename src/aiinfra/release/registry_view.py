@@ -107,16 +107,22 @@ def champion_lineage(moves: list[ChampionMove]) -> list[str]:
     return stack
 
 
+# The gate's verdicts a person may promote: passed, or held because the data changed (the gate
+# stopped for a person; the pipeline itself only promotes "passed").
+PROMOTABLE_GATE = frozenset({"passed", "held"})
+
+
 def why_refused(tags: Mapping[str, str]) -> str | None:
     """Why ``registry.promote`` refuses a version with these tags (without ``force``), in
-    words; None when it may be promoted. The same rule: validation and the gate passed."""
+        words; None when it may be promoted. The same rule: validation passed, and the gate passed
+    or held the version for a person."""
     reasons = []
     if (validation := tags.get("validation")) != "passed":
         detail = tags.get("validation_summary") or "no summary recorded"
         reasons.append(
             f"validation {validation}: {detail}" if validation else "validation not recorded"
         )
-    if (gate := tags.get("gate")) not in ("passed", "held"):  # registry.PROMOTABLE_GATE
+    if (gate := tags.get("gate")) not in PROMOTABLE_GATE:
         detail = tags.get("gate_reason") or "no reason recorded"
         reasons.append(f"gate {gate}: {detail}" if gate else "gate not recorded")
     if tags.get("serving_check") == "failed":
